@@ -1,0 +1,290 @@
+//! Bearer-token authentication and role checks.
+//!
+//! Access tokens are HS256 JWTs signed with `JWT_SECRET`, living at most 15 minutes. Each carries
+//! the user id (`sub`), role, expiry and a token id (`jti`). A revoked token (logout) is refused
+//! through [`RevocationCheck`], backed by a Redis denylist.
+
+use crate::error::{ApiError, ErrorCode};
+use crate::redis_client::{RedisDown, RedisHandle};
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest};
+use async_trait::async_trait;
+use carshare_domain::{Actor, Role};
+use chrono::Utc;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Issuer of every token.
+pub const ISSUER: &str = "carshare";
+/// Token type of access tokens.
+pub const ACCESS: &str = "access";
+
+/// Claims of an access token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claims {
+    /// User id.
+    pub sub: Uuid,
+    /// Role.
+    pub role: Role,
+    /// Expiry (seconds since the epoch).
+    pub exp: i64,
+    /// Issued at.
+    pub iat: i64,
+    /// Token id, for revocation.
+    pub jti: Uuid,
+    /// Issuer (`carshare`).
+    pub iss: String,
+    /// Token type (`access`).
+    pub typ: String,
+}
+
+/// Signs and verifies access tokens.
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    ttl: Duration,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Past its expiry.
+    #[error("token expired")]
+    Expired,
+    /// Malformed, wrongly signed, or not an access token.
+    #[error("token invalid")]
+    Invalid,
+}
+
+impl TokenKeys {
+    /// Keys from the shared secret.
+    pub fn new(secret: &SecretString, ttl: Duration) -> TokenKeys {
+        let bytes = secret.expose_secret().as_bytes();
+        TokenKeys {
+            encoding: EncodingKey::from_secret(bytes),
+            decoding: DecodingKey::from_secret(bytes),
+            ttl,
+        }
+    }
+
+    /// Issues an access token for `user`.
+    pub fn issue(
+        &self,
+        user: Uuid,
+        role: Role,
+    ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            sub: user,
+            role,
+            iat: now,
+            exp: now + i64::try_from(self.ttl.as_secs()).unwrap_or(900),
+            jti: Uuid::new_v4(),
+            iss: ISSUER.into(),
+            typ: ACCESS.into(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        Ok((token, claims))
+    }
+
+    /// Verifies signature, expiry, issuer and type.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+        match jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation) {
+            Ok(data) if data.claims.typ == ACCESS => Ok(data.claims),
+            Ok(_) => Err(TokenError::Invalid),
+            Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(TokenError::Expired),
+            Err(_) => Err(TokenError::Invalid),
+        }
+    }
+}
+
+/// Decides whether a valid token was revoked.
+#[async_trait]
+pub trait RevocationCheck: Send + Sync {
+    /// Whether the token is revoked. An unreachable store is an error (a 503), never a pass.
+    async fn is_revoked(&self, claims: &Claims) -> Result<bool, RedisDown>;
+}
+
+/// The Redis denylist: key `revoked:jti:<jti>` exists until the token would have expired anyway.
+pub struct RedisRevocations {
+    redis: Arc<RedisHandle>,
+}
+
+impl RedisRevocations {
+    /// Over the shared handle.
+    pub fn new(redis: Arc<RedisHandle>) -> RedisRevocations {
+        RedisRevocations { redis }
+    }
+
+    /// Revokes a token until its expiry.
+    pub async fn revoke(&self, claims: &Claims) -> Result<(), RedisDown> {
+        let ttl = (claims.exp - Utc::now().timestamp()).max(1);
+        let _: () = self
+            .redis
+            .run(
+                redis::cmd("SET")
+                    .arg(self.redis.key(&format!("revoked:jti:{}", claims.jti)))
+                    .arg(1)
+                    .arg("EX")
+                    .arg(ttl),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RevocationCheck for RedisRevocations {
+    async fn is_revoked(&self, claims: &Claims) -> Result<bool, RedisDown> {
+        let exists: i64 = self
+            .redis
+            .run(redis::cmd("EXISTS").arg(self.redis.key(&format!("revoked:jti:{}", claims.jti))))
+            .await?;
+        Ok(exists > 0)
+    }
+}
+
+/// What the auth extractor needs, in app data.
+#[derive(Clone)]
+pub struct Authenticator {
+    /// Token keys.
+    pub keys: TokenKeys,
+    /// The revocation hook.
+    pub revocations: Arc<dyn RevocationCheck>,
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    /// User id.
+    pub id: Uuid,
+    /// Role.
+    pub role: Role,
+    /// The verified claims.
+    pub claims: Claims,
+}
+
+impl AuthUser {
+    /// The caller as a command actor.
+    pub fn actor(&self) -> Actor {
+        Actor::new(self.id, self.role)
+    }
+
+    /// Refuses (403 AUTH005) unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::new(ErrorCode::AUTH005))
+        }
+    }
+}
+
+fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
+    let header = req
+        .headers()
+        .get("authorization")
+        .ok_or_else(|| ApiError::new(ErrorCode::AUTH001))?;
+    let value = header
+        .to_str()
+        .map_err(|_| ApiError::new(ErrorCode::AUTH002))?;
+    let (scheme, token) = value
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| ApiError::new(ErrorCode::AUTH002))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::new(ErrorCode::AUTH002));
+    }
+    Ok(token.trim().to_string())
+}
+
+impl FromRequest for AuthUser {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<AuthUser, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let auth = req.app_data::<web::Data<Authenticator>>().cloned();
+        let token = bearer(req);
+        Box::pin(async move {
+            let auth = auth.ok_or_else(|| {
+                ApiError::internal(anyhow::anyhow!("authenticator not configured"))
+            })?;
+            let claims = auth.keys.verify(&token?).map_err(|e| match e {
+                TokenError::Expired => ApiError::new(ErrorCode::AUTH003),
+                TokenError::Invalid => ApiError::new(ErrorCode::AUTH002),
+            })?;
+            if auth
+                .revocations
+                .is_revoked(&claims)
+                .await
+                .map_err(ApiError::unavailable)?
+            {
+                return Err(ApiError::new(ErrorCode::AUTH004));
+            }
+            Ok(AuthUser {
+                id: claims.sub,
+                role: claims.role,
+                claims,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> TokenKeys {
+        TokenKeys::new(
+            &SecretString::from("0123456789abcdef0123456789abcdef"),
+            Duration::from_secs(900),
+        )
+    }
+
+    #[test]
+    fn issued_tokens_verify() {
+        let user = Uuid::new_v4();
+        let (token, claims) = keys().issue(user, Role::Host).unwrap();
+        assert_eq!(keys().verify(&token).unwrap(), claims);
+    }
+
+    #[test]
+    fn tokens_signed_with_another_key_are_invalid() {
+        let other = TokenKeys::new(
+            &SecretString::from("another-secret-another-secret-0000"),
+            Duration::from_secs(900),
+        );
+        let (token, _) = other.issue(Uuid::new_v4(), Role::Guest).unwrap();
+        assert_eq!(keys().verify(&token), Err(TokenError::Invalid));
+        assert_eq!(keys().verify("not.a.jwt"), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn expired_tokens_are_expired() {
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            sub: Uuid::new_v4(),
+            role: Role::Guest,
+            exp: now - 60,
+            iat: now - 960,
+            jti: Uuid::new_v4(),
+            iss: ISSUER.into(),
+            typ: ACCESS.into(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys().encoding)
+            .unwrap();
+        assert_eq!(keys().verify(&token), Err(TokenError::Expired));
+    }
+}

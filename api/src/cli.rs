@@ -1,0 +1,176 @@
+//! The `carshare` command line.
+
+use crate::config::{ConfigError, DatabaseSettings, LogFormat, Settings};
+use crate::startup::{spawn_projection_workers, Application};
+use crate::telemetry;
+use anyhow::Context;
+use carshare_event_store::{CommitSignal, MIGRATOR};
+use carshare_projections::rebuild::{self, RebuildSettings};
+use carshare_projections::{ProgressBoard, RunnerSettings};
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Car-sharing platform backend.
+#[derive(Debug, Parser)]
+#[command(name = "carshare", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply migrations, then serve the API with the projection workers.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Run the projection workers only (no HTTP).
+    Project,
+    /// Rebuild a projection from the event log beside the live tables, then swap it in.
+    Rebuild {
+        /// The projection (e.g. `vehicles`).
+        projection: String,
+        /// Events per committed chunk.
+        #[arg(long, default_value_t = 5_000)]
+        chunk_size: i64,
+    },
+    /// Show each projection's position, lag and dead letters.
+    Projections,
+}
+
+/// Parses the command line and runs it.
+pub async fn main() -> ExitCode {
+    if let Err(e) = dotenvy::dotenv() {
+        if !e.not_found() {
+            eprintln!("carshare: .env could not be read: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let cli = Cli::parse();
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(config) = e.downcast_ref::<ConfigError>() {
+                eprintln!("carshare: configuration error: {config}");
+                return ExitCode::from(2);
+            }
+            tracing::error!(error = format!("{e:#}"), "carshare failed");
+            eprintln!("carshare: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn log_setup() {
+    let format = match std::env::var("LOG_FORMAT").as_deref() {
+        Ok("pretty") => LogFormat::Pretty,
+        _ => LogFormat::Json,
+    };
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    telemetry::init(format, &filter);
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            let settings = Settings::from_env()?;
+            telemetry::init(settings.log_format, &settings.log_filter);
+            let app = Application::build(settings).await?;
+            app.run_until_stopped().await?;
+            Ok(())
+        }
+        Command::Migrate => {
+            let db = DatabaseSettings::from_env()?;
+            log_setup();
+            let pool = db.pool()?;
+            MIGRATOR.run(&pool).await.context("applying migrations")?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Project => {
+            let db = DatabaseSettings::from_env()?;
+            log_setup();
+            let pool = db.pool()?;
+            MIGRATOR.run(&pool).await.context("applying migrations")?;
+            let shutdown = CancellationToken::new();
+            let workers = spawn_projection_workers(
+                &pool,
+                RunnerSettings::default(),
+                &ProgressBoard::default(),
+                &CommitSignal::default(),
+                &shutdown,
+            );
+            tokio::signal::ctrl_c().await?;
+            shutdown.cancel();
+            for w in workers {
+                let _ = w.await;
+            }
+            Ok(())
+        }
+        Command::Rebuild {
+            projection,
+            chunk_size,
+        } => {
+            let db = DatabaseSettings::from_env()?;
+            log_setup();
+            let pool = db.pool()?;
+            let target = carshare_projections::by_name(&projection).with_context(|| {
+                let names: Vec<&str> = carshare_projections::all()
+                    .iter()
+                    .map(|p| p.name())
+                    .collect();
+                format!(
+                    "unknown projection `{projection}` (known: {})",
+                    names.join(", ")
+                )
+            })?;
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} rebuilding {msg} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_message(projection.clone());
+            bar.enable_steady_tick(Duration::from_millis(200));
+            let report = rebuild::rebuild(
+                &pool,
+                target.as_ref(),
+                RebuildSettings { chunk_size },
+                |done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                },
+            )
+            .await?;
+            bar.finish_and_clear();
+            let rate = report.events as f64 / report.replay.as_secs_f64().max(1e-9);
+            eprintln!(
+                "rebuilt `{projection}`: {} events in {:.2}s (replay {:.2}s = {:.0} events/s, indexes {:.2}s), {} dead-lettered, now at {}",
+                report.events,
+                report.total.as_secs_f64(),
+                report.replay.as_secs_f64(),
+                rate,
+                report.indexing.as_secs_f64(),
+                report.dead_letters,
+                report.cursor
+            );
+            Ok(())
+        }
+        Command::Projections => {
+            let db = DatabaseSettings::from_env()?;
+            let pool = db.pool()?;
+            let names: Vec<&str> = carshare_projections::all()
+                .iter()
+                .map(|p| p.name())
+                .collect();
+            let statuses = carshare_projections::status::statuses(&pool, &names).await?;
+            eprintln!("{}", serde_json::to_string_pretty(&statuses)?);
+            Ok(())
+        }
+    }
+}

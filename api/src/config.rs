@@ -1,0 +1,399 @@
+//! Typed configuration from environment variables (and a `.env` file, if present).
+//!
+//! Every setting is read once at start-up; a missing or malformed one stops the program with a
+//! message naming the variable. Secrets are held as `SecretString` and never printed.
+
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A configuration error, naming the variable at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is not set.
+    #[error("{0} is not set (see .env.example)")]
+    Missing(&'static str),
+    /// A variable is set to something unusable.
+    #[error("{var} is invalid: {reason}")]
+    Invalid {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (production).
+    Json,
+    /// Human-readable lines (local development).
+    Pretty,
+}
+
+/// Kakao Local settings, present when geocoding is enabled.
+#[derive(Clone)]
+pub struct KakaoConfig {
+    /// Base URL (`https://dapi.kakao.com` in production).
+    pub base_url: String,
+    /// REST API key.
+    pub rest_api_key: SecretString,
+}
+
+/// All settings of the service.
+#[derive(Clone)]
+pub struct Settings {
+    /// Interface to listen on (`HOST`, default `0.0.0.0`).
+    pub host: String,
+    /// Port (`PORT`, default 3000; 0 picks a free port).
+    pub port: u16,
+    /// HTTP worker threads (`HTTP_WORKERS`, default: available cores).
+    pub http_workers: usize,
+    /// Postgres connection string (`DATABASE_URL`, required).
+    pub database_url: SecretString,
+    /// Pool size (`DATABASE_MAX_CONNECTIONS`, default 20).
+    pub database_max_connections: u32,
+    /// Wait for a pooled connection before answering 503 (`DATABASE_ACQUIRE_TIMEOUT_MS`, default 3000).
+    pub database_acquire_timeout: Duration,
+    /// Server-side statement timeout (`DATABASE_STATEMENT_TIMEOUT_MS`, default 10000; 0 = none).
+    pub database_statement_timeout: Duration,
+    /// Redis connection string (`REDIS_URL`, required).
+    pub redis_url: SecretString,
+    /// Prefix of every Redis key (`REDIS_KEY_PREFIX`, default `carshare:`).
+    pub redis_key_prefix: String,
+    /// Timeout of one Redis operation (`REDIS_TIMEOUT_MS`, default 1000).
+    pub redis_timeout: Duration,
+    /// HS256 key for access tokens (`JWT_SECRET`, required, at least 32 bytes).
+    pub jwt_secret: SecretString,
+    /// Lifetime of access tokens (`ACCESS_TOKEN_TTL_SECONDS`, default 900, at most 900).
+    pub access_token_ttl: Duration,
+    /// Kakao Local geocoding (`KAKAO_REST_API_KEY`; `KAKAO_BASE_URL` default `https://dapi.kakao.com`).
+    pub kakao: Option<KakaoConfig>,
+    /// Run the projection workers inside `serve` (`RUN_PROJECTIONS`, default true).
+    pub run_projections: bool,
+    /// Events per projection batch (`PROJECTION_BATCH_SIZE`, default 500).
+    pub projection_batch_size: i64,
+    /// Projection poll interval (`PROJECTION_POLL_INTERVAL_MS`, default 50).
+    pub projection_poll_interval: Duration,
+    /// How long a command waits for the read models to show its write (`READ_YOUR_WRITES_TIMEOUT_MS`, default 3000).
+    pub read_your_writes_timeout: Duration,
+    /// Largest JSON body accepted (`MAX_JSON_BODY_BYTES`, default 65536).
+    pub max_json_body_bytes: usize,
+    /// Log format (`LOG_FORMAT`: `json` (default) or `pretty`).
+    pub log_format: LogFormat,
+    /// Log filter (`RUST_LOG`, default `info`).
+    pub log_filter: String,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Secrets stay redacted (SecretString's Debug prints no value).
+        f.debug_struct("Settings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("http_workers", &self.http_workers)
+            .field("database_max_connections", &self.database_max_connections)
+            .field("redis_key_prefix", &self.redis_key_prefix)
+            .field("kakao_enabled", &self.kakao.is_some())
+            .field("run_projections", &self.run_projections)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where settings come from: the process environment, or a map in tests.
+pub trait Source {
+    /// The value of `var`, if set and not empty.
+    fn get(&self, var: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct Environment;
+
+impl Source for Environment {
+    fn get(&self, var: &str) -> Option<String> {
+        std::env::var(var).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl Source for HashMap<String, String> {
+    fn get(&self, var: &str) -> Option<String> {
+        HashMap::get(self, var)
+            .cloned()
+            .filter(|v| !v.trim().is_empty())
+    }
+}
+
+fn required(src: &dyn Source, var: &'static str) -> Result<String, ConfigError> {
+    src.get(var).ok_or(ConfigError::Missing(var))
+}
+
+fn parsed<T: FromStr>(src: &dyn Source, var: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    match src.get(var) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|e: T::Err| ConfigError::Invalid {
+                var,
+                reason: format!("`{raw}`: {e}"),
+            }),
+    }
+}
+
+fn millis(src: &dyn Source, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    parsed(src, var, default).map(Duration::from_millis)
+}
+
+fn flag(src: &dyn Source, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match src.get(var).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
+        Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(false),
+        Some(v) => Err(ConfigError::Invalid {
+            var,
+            reason: format!("`{v}` is not a boolean (true/false)"),
+        }),
+    }
+}
+
+fn url(src: &dyn Source, var: &'static str, schemes: &[&str]) -> Result<String, ConfigError> {
+    let value = required(src, var)?;
+    let scheme_ok = schemes
+        .iter()
+        .any(|s| value.starts_with(&format!("{s}://")));
+    if scheme_ok {
+        Ok(value)
+    } else {
+        Err(ConfigError::Invalid {
+            var,
+            reason: format!("expected a {} URL", schemes.join(" or ")),
+        })
+    }
+}
+
+/// Database settings alone, for commands that need nothing else (`migrate`, `rebuild`, `project`).
+#[derive(Clone)]
+pub struct DatabaseSettings {
+    /// Connection string (`DATABASE_URL`).
+    pub url: SecretString,
+    /// Pool size (`DATABASE_MAX_CONNECTIONS`).
+    pub max_connections: u32,
+    /// Wait for a pooled connection (`DATABASE_ACQUIRE_TIMEOUT_MS`).
+    pub acquire_timeout: Duration,
+    /// Statement timeout (`DATABASE_STATEMENT_TIMEOUT_MS`, 0 = none).
+    pub statement_timeout: Duration,
+}
+
+impl DatabaseSettings {
+    /// Reads them from `src`.
+    pub fn from_source(src: &dyn Source) -> Result<DatabaseSettings, ConfigError> {
+        let max_connections = parsed(src, "DATABASE_MAX_CONNECTIONS", 20)?;
+        if max_connections < 2 {
+            return Err(ConfigError::Invalid {
+                var: "DATABASE_MAX_CONNECTIONS",
+                reason: "must be at least 2".into(),
+            });
+        }
+        Ok(DatabaseSettings {
+            url: SecretString::from(url(src, "DATABASE_URL", &["postgres", "postgresql"])?),
+            max_connections,
+            acquire_timeout: millis(src, "DATABASE_ACQUIRE_TIMEOUT_MS", 3_000)?,
+            statement_timeout: millis(src, "DATABASE_STATEMENT_TIMEOUT_MS", 10_000)?,
+        })
+    }
+
+    /// Reads them from the process environment.
+    pub fn from_env() -> Result<DatabaseSettings, ConfigError> {
+        DatabaseSettings::from_source(&Environment)
+    }
+
+    /// Opens a lazy pool.
+    pub fn pool(&self) -> Result<sqlx::PgPool, sqlx::Error> {
+        carshare_event_store::connect_lazy(&carshare_event_store::PoolSettings {
+            url: self.url.expose_secret().to_string(),
+            max_connections: self.max_connections,
+            acquire_timeout: self.acquire_timeout,
+            statement_timeout: self.statement_timeout,
+        })
+    }
+}
+
+impl Settings {
+    /// The database part of the settings.
+    pub fn database(&self) -> DatabaseSettings {
+        DatabaseSettings {
+            url: self.database_url.clone(),
+            max_connections: self.database_max_connections,
+            acquire_timeout: self.database_acquire_timeout,
+            statement_timeout: self.database_statement_timeout,
+        }
+    }
+
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        Settings::from_source(&Environment)
+    }
+
+    /// Reads the settings from `src`.
+    pub fn from_source(src: &dyn Source) -> Result<Settings, ConfigError> {
+        let database = DatabaseSettings::from_source(src)?;
+        let redis_url = url(src, "REDIS_URL", &["redis", "rediss"])?;
+        let jwt_secret = required(src, "JWT_SECRET")?;
+        if jwt_secret.len() < 32 {
+            return Err(ConfigError::Invalid {
+                var: "JWT_SECRET",
+                reason: "must be at least 32 bytes".into(),
+            });
+        }
+        let ttl: u64 = parsed(src, "ACCESS_TOKEN_TTL_SECONDS", 900)?;
+        if ttl == 0 || ttl > 900 {
+            return Err(ConfigError::Invalid {
+                var: "ACCESS_TOKEN_TTL_SECONDS",
+                reason: "must be between 1 and 900 (15 minutes)".into(),
+            });
+        }
+        let kakao = match src.get("KAKAO_REST_API_KEY") {
+            None => None,
+            Some(key) => Some(KakaoConfig {
+                base_url: match src.get("KAKAO_BASE_URL") {
+                    None => "https://dapi.kakao.com".to_string(),
+                    Some(_) => url(src, "KAKAO_BASE_URL", &["http", "https"])?,
+                },
+                rest_api_key: SecretString::from(key),
+            }),
+        };
+        let log_format = match src.get("LOG_FORMAT").as_deref() {
+            None | Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: "LOG_FORMAT",
+                    reason: format!("`{other}` is not json or pretty"),
+                })
+            }
+        };
+        let default_workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let settings = Settings {
+            host: src.get("HOST").unwrap_or_else(|| "0.0.0.0".into()),
+            port: parsed(src, "PORT", 3000)?,
+            http_workers: parsed(src, "HTTP_WORKERS", default_workers)?,
+            database_url: database.url,
+            database_max_connections: database.max_connections,
+            database_acquire_timeout: database.acquire_timeout,
+            database_statement_timeout: database.statement_timeout,
+            redis_url: SecretString::from(redis_url),
+            redis_key_prefix: src
+                .get("REDIS_KEY_PREFIX")
+                .unwrap_or_else(|| "carshare:".into()),
+            redis_timeout: millis(src, "REDIS_TIMEOUT_MS", 1_000)?,
+            jwt_secret: SecretString::from(jwt_secret),
+            access_token_ttl: Duration::from_secs(ttl),
+            kakao,
+            run_projections: flag(src, "RUN_PROJECTIONS", true)?,
+            projection_batch_size: parsed(src, "PROJECTION_BATCH_SIZE", 500)?,
+            projection_poll_interval: millis(src, "PROJECTION_POLL_INTERVAL_MS", 50)?,
+            read_your_writes_timeout: millis(src, "READ_YOUR_WRITES_TIMEOUT_MS", 3_000)?,
+            max_json_body_bytes: parsed(src, "MAX_JSON_BODY_BYTES", 64 * 1024)?,
+            log_format,
+            log_filter: src.get("RUST_LOG").unwrap_or_else(|| "info".into()),
+        };
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |var: &'static str, reason: &str| ConfigError::Invalid {
+            var,
+            reason: reason.to_string(),
+        };
+        if self.http_workers == 0 {
+            return Err(invalid("HTTP_WORKERS", "must be at least 1"));
+        }
+        if !(1..=10_000).contains(&self.projection_batch_size) {
+            return Err(invalid(
+                "PROJECTION_BATCH_SIZE",
+                "must be between 1 and 10000",
+            ));
+        }
+        if self.max_json_body_bytes < 1024 {
+            return Err(invalid("MAX_JSON_BODY_BYTES", "must be at least 1024"));
+        }
+        Ok(())
+    }
+
+    /// The Redis URL (a secret: never log it).
+    pub fn redis_url(&self) -> &str {
+        self.redis_url.expose_secret()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> HashMap<String, String> {
+        [
+            (
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/carshare",
+            ),
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let s = Settings::from_source(&base()).unwrap();
+        assert_eq!(s.port, 3000);
+        assert!(s.kakao.is_none());
+        assert_eq!(s.access_token_ttl, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn missing_settings_are_named() {
+        for var in ["DATABASE_URL", "REDIS_URL", "JWT_SECRET"] {
+            let mut env = base();
+            env.remove(var);
+            let err = Settings::from_source(&env).unwrap_err();
+            assert_eq!(err, ConfigError::Missing(var));
+            assert!(err.to_string().contains(var));
+        }
+    }
+
+    #[test]
+    fn malformed_settings_are_named() {
+        for (var, value) in [
+            ("PORT", "http"),
+            ("DATABASE_URL", "mysql://x"),
+            ("JWT_SECRET", "short"),
+            ("RUN_PROJECTIONS", "maybe"),
+            ("ACCESS_TOKEN_TTL_SECONDS", "3600"),
+            ("LOG_FORMAT", "xml"),
+        ] {
+            let mut env = base();
+            env.insert(var.into(), value.into());
+            match Settings::from_source(&env) {
+                Err(ConfigError::Invalid { var: v, .. }) => assert_eq!(v, var),
+                other => panic!("{var}={value}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let s = Settings::from_source(&base()).unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("0123456789abcdef"));
+        assert!(!shown.contains("postgres://"));
+    }
+}

@@ -1,0 +1,380 @@
+//! The one error shape of the API and the catalogue of its codes.
+//!
+//! Every failure leaves as `{"error": {"code", "message", "details", "correlation_id"}}` with a
+//! stable code. The message is Korean, or English when the client asks with
+//! `Accept-Language: en`. The body is rendered by [`crate::middleware::errors`], which knows the
+//! request; here errors are only classified. Internal causes go to the log, never to the body.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use std::fmt;
+use utoipa::ToSchema;
+
+/// Stable, hierarchical error codes. The catalogue is in `docs/errors.md`.
+#[allow(clippy::upper_case_acronyms)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+pub enum ErrorCode {
+    /// 400 — the body is not valid JSON.
+    REQ001,
+    /// 422 — the request is well-formed but some fields are invalid (see `details`).
+    REQ002,
+    /// 413 — the body is too large.
+    REQ003,
+    /// 415 — the body is not `application/json`.
+    REQ004,
+    /// 400 — a path parameter is malformed (e.g. not a UUID).
+    REQ005,
+    /// 400 — a query parameter is malformed.
+    REQ006,
+    /// 404 — no such route.
+    REQ007,
+    /// 405 — the route exists but not with this method.
+    REQ008,
+    /// 401 — no bearer token.
+    AUTH001,
+    /// 401 — the token is malformed or its signature is wrong.
+    AUTH002,
+    /// 401 — the token has expired.
+    AUTH003,
+    /// 401 — the token was revoked (logout).
+    AUTH004,
+    /// 403 — the caller's role may not do this.
+    AUTH005,
+    /// 404 — no such vehicle.
+    VEHICLE001,
+    /// 409 — another live vehicle has this licence plate.
+    VEHICLE002,
+    /// 409 — the vehicle was removed and cannot change.
+    VEHICLE003,
+    /// 403 — only the vehicle's host (or an admin) may change it.
+    VEHICLE004,
+    /// 403 — only hosts can register vehicles.
+    VEHICLE005,
+    /// 422 — vehicle fields are invalid (see `details`).
+    VEHICLE006,
+    /// 422 — no coordinates were given and address geocoding is not configured.
+    GEO001,
+    /// 422 — the address could not be found.
+    GEO002,
+    /// 503 — the geocoding service is unavailable.
+    GEO003,
+    /// 409 — concurrent changes kept conflicting; retry.
+    SYS001,
+    /// 503 — a dependency (database, cache) is unavailable; retry later.
+    SYS002,
+    /// 500 — an unexpected error (details are in the server log under the correlation id).
+    SYS003,
+}
+
+impl ErrorCode {
+    /// The HTTP status of this code.
+    pub fn status(self) -> StatusCode {
+        use ErrorCode::*;
+        match self {
+            REQ001 | REQ005 | REQ006 => StatusCode::BAD_REQUEST,
+            REQ002 | VEHICLE006 | GEO001 | GEO002 => StatusCode::UNPROCESSABLE_ENTITY,
+            REQ003 => StatusCode::PAYLOAD_TOO_LARGE,
+            REQ004 => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            REQ007 | VEHICLE001 => StatusCode::NOT_FOUND,
+            REQ008 => StatusCode::METHOD_NOT_ALLOWED,
+            AUTH001 | AUTH002 | AUTH003 | AUTH004 => StatusCode::UNAUTHORIZED,
+            AUTH005 | VEHICLE004 | VEHICLE005 => StatusCode::FORBIDDEN,
+            VEHICLE002 | VEHICLE003 | SYS001 => StatusCode::CONFLICT,
+            GEO003 | SYS002 => StatusCode::SERVICE_UNAVAILABLE,
+            SYS003 => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The message in Korean and in English.
+    pub fn messages(self) -> (&'static str, &'static str) {
+        use ErrorCode::*;
+        match self {
+            REQ001 => ("요청 본문이 올바른 JSON이 아닙니다.", "The request body is not valid JSON."),
+            REQ002 => ("입력값이 올바르지 않습니다.", "Some fields are invalid."),
+            REQ003 => ("요청 본문이 너무 큽니다.", "The request body is too large."),
+            REQ004 => ("요청 본문은 application/json 형식이어야 합니다.", "The request body must be application/json."),
+            REQ005 => ("경로의 식별자가 올바르지 않습니다.", "The identifier in the path is not valid."),
+            REQ006 => ("쿼리 매개변수가 올바르지 않습니다.", "A query parameter is not valid."),
+            REQ007 => ("요청한 경로를 찾을 수 없습니다.", "No such route."),
+            REQ008 => ("허용되지 않은 메서드입니다.", "Method not allowed on this route."),
+            AUTH001 => ("인증 토큰이 필요합니다.", "A bearer token is required."),
+            AUTH002 => ("인증 토큰이 올바르지 않습니다.", "The bearer token is not valid."),
+            AUTH003 => ("인증 토큰이 만료되었습니다.", "The bearer token has expired."),
+            AUTH004 => ("폐기된 인증 토큰입니다. 다시 로그인해 주세요.", "The bearer token was revoked; sign in again."),
+            AUTH005 => ("이 작업을 수행할 권한이 없습니다.", "Your role is not allowed to do this."),
+            VEHICLE001 => ("차량을 찾을 수 없습니다.", "Vehicle not found."),
+            VEHICLE002 => ("이미 등록된 차량 번호입니다.", "A vehicle with this licence plate is already registered."),
+            VEHICLE003 => ("삭제된 차량은 변경할 수 없습니다.", "The vehicle was removed and cannot change."),
+            VEHICLE004 => ("차량의 호스트 또는 관리자만 변경할 수 있습니다.", "Only the vehicle's host or an admin may change it."),
+            VEHICLE005 => ("차량 등록은 호스트만 할 수 있습니다.", "Only hosts can register vehicles."),
+            VEHICLE006 => ("차량 정보가 올바르지 않습니다.", "Some vehicle fields are invalid."),
+            GEO001 => ("좌표(location_lat, location_lng)를 함께 보내 주세요. 주소 변환이 설정되어 있지 않습니다.", "Send location_lat and location_lng: address geocoding is not configured."),
+            GEO002 => ("주소를 찾을 수 없습니다.", "The address could not be found."),
+            GEO003 => ("주소 변환 서비스를 일시적으로 사용할 수 없습니다. 잠시 후 다시 시도해 주세요.", "The geocoding service is unavailable; try again shortly."),
+            SYS001 => ("다른 요청과 동시에 변경되었습니다. 다시 시도해 주세요.", "The resource changed concurrently; try again."),
+            SYS002 => ("일시적으로 서비스를 사용할 수 없습니다. 잠시 후 다시 시도해 주세요.", "The service is temporarily unavailable; try again shortly."),
+            SYS003 => ("내부 오류가 발생했습니다.", "An internal error occurred."),
+        }
+    }
+
+    /// Every code, for the catalogue.
+    pub const ALL: [ErrorCode; 25] = {
+        use ErrorCode::*;
+        [
+            REQ001, REQ002, REQ003, REQ004, REQ005, REQ006, REQ007, REQ008, AUTH001, AUTH002,
+            AUTH003, AUTH004, AUTH005, VEHICLE001, VEHICLE002, VEHICLE003, VEHICLE004, VEHICLE005,
+            VEHICLE006, GEO001, GEO002, GEO003, SYS001, SYS002, SYS003,
+        ]
+    };
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// A language of messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// Korean (the default).
+    Ko,
+    /// English.
+    En,
+}
+
+impl Lang {
+    /// Picks the preferred of Korean and English from an `Accept-Language` header.
+    pub fn from_accept_language(header: Option<&str>) -> Lang {
+        let Some(header) = header else {
+            return Lang::Ko;
+        };
+        let mut best: Option<(f32, Lang)> = None;
+        for part in header.split(',') {
+            let mut pieces = part.trim().split(';');
+            let tag = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = pieces
+                .find_map(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .and_then(|v| v.parse::<f32>().ok())
+                })
+                .unwrap_or(1.0);
+            let lang = if tag == "en" || tag.starts_with("en-") {
+                Lang::En
+            } else if tag == "ko" || tag.starts_with("ko-") {
+                Lang::Ko
+            } else {
+                continue;
+            };
+            if best.is_none_or(|(bq, _)| q > bq) {
+                best = Some((q, lang));
+            }
+        }
+        best.map_or(Lang::Ko, |(_, l)| l)
+    }
+}
+
+/// One field-level problem.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldIssue {
+    /// Path of the field, e.g. `license_plate` or `rules[2].end_time`.
+    pub field: String,
+    /// Machine-readable reason, e.g. `invalid_format`.
+    pub reason: &'static str,
+    /// Korean explanation.
+    pub ko: String,
+    /// English explanation.
+    pub en: String,
+}
+
+impl FieldIssue {
+    /// A field issue with messages in both languages.
+    pub fn new(
+        field: impl Into<String>,
+        reason: &'static str,
+        ko: impl Into<String>,
+        en: impl Into<String>,
+    ) -> FieldIssue {
+        FieldIssue {
+            field: field.into(),
+            reason,
+            ko: ko.into(),
+            en: en.into(),
+        }
+    }
+}
+
+/// An API failure: a code, field details, and (for 5xx) the cause kept for the log.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The code.
+    pub code: ErrorCode,
+    /// Field-level details.
+    pub details: Vec<FieldIssue>,
+    /// Seconds the client should wait before retrying (sent as `Retry-After`).
+    pub retry_after: Option<u64>,
+    /// The underlying cause, logged but never sent.
+    pub cause: Option<anyhow::Error>,
+}
+
+impl ApiError {
+    /// An error with no details.
+    pub fn new(code: ErrorCode) -> ApiError {
+        ApiError {
+            code,
+            details: Vec::new(),
+            retry_after: None,
+            cause: None,
+        }
+    }
+
+    /// An error with field details.
+    pub fn with_details(code: ErrorCode, details: Vec<FieldIssue>) -> ApiError {
+        ApiError {
+            details,
+            ..ApiError::new(code)
+        }
+    }
+
+    /// Keeps `cause` for the log.
+    pub fn caused_by(mut self, cause: impl Into<anyhow::Error>) -> ApiError {
+        self.cause = Some(cause.into());
+        self
+    }
+
+    /// A 503 for a dependency outage.
+    pub fn unavailable(cause: impl Into<anyhow::Error>) -> ApiError {
+        let mut err = ApiError::new(ErrorCode::SYS002).caused_by(cause);
+        err.retry_after = Some(5);
+        err
+    }
+
+    /// A 500 for anything unexpected.
+    pub fn internal(cause: impl Into<anyhow::Error>) -> ApiError {
+        ApiError::new(ErrorCode::SYS003).caused_by(cause)
+    }
+
+    /// A 422 validation failure with one field issue.
+    pub fn invalid_field(
+        field: impl Into<String>,
+        reason: &'static str,
+        ko: &str,
+        en: &str,
+    ) -> ApiError {
+        ApiError::with_details(
+            ErrorCode::REQ002,
+            vec![FieldIssue::new(field, reason, ko, en)],
+        )
+    }
+
+    /// The body for `lang` and `correlation_id`.
+    pub fn body(&self, lang: Lang, correlation_id: &str) -> ErrorResponse {
+        let (ko, en) = self.code.messages();
+        let pick = |k: &str, e: &str| match lang {
+            Lang::Ko => k.to_string(),
+            Lang::En => e.to_string(),
+        };
+        ErrorResponse {
+            error: ErrorBody {
+                code: self.code,
+                message: pick(ko, en),
+                details: self
+                    .details
+                    .iter()
+                    .map(|d| ErrorDetail {
+                        field: d.field.clone(),
+                        reason: d.reason.to_string(),
+                        message: pick(&d.ko, &d.en),
+                    })
+                    .collect(),
+                correlation_id: correlation_id.to_string(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code)?;
+        if let Some(cause) = &self.cause {
+            write!(f, ": {cause:#}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    /// A complete body in Korean without a correlation id; the error middleware re-renders it
+    /// with the request's language and correlation id.
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(secs) = self.retry_after {
+            response.insert_header(("Retry-After", secs.to_string()));
+        }
+        response.json(self.body(Lang::Ko, ""))
+    }
+}
+
+/// The error envelope.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorResponse {
+    /// The error.
+    pub error: ErrorBody,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable code (see the catalogue).
+    pub code: ErrorCode,
+    /// Human-readable message (Korean, or English with `Accept-Language: en`).
+    pub message: String,
+    /// Field-level problems (validation failures), otherwise empty.
+    pub details: Vec<ErrorDetail>,
+    /// The request's correlation id (echoes `X-Request-Id`), for support.
+    pub correlation_id: String,
+}
+
+/// A field-level problem.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Path of the field, e.g. `rules[2].end_time`.
+    pub field: String,
+    /// Machine-readable reason.
+    pub reason: String,
+    /// Explanation.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn english_is_chosen_only_when_preferred() {
+        assert_eq!(Lang::from_accept_language(None), Lang::Ko);
+        assert_eq!(Lang::from_accept_language(Some("en")), Lang::En);
+        assert_eq!(Lang::from_accept_language(Some("en-US,en;q=0.9")), Lang::En);
+        assert_eq!(
+            Lang::from_accept_language(Some("ko-KR,ko;q=0.9,en;q=0.8")),
+            Lang::Ko
+        );
+        assert_eq!(Lang::from_accept_language(Some("fr, en;q=0.5")), Lang::En);
+        assert_eq!(Lang::from_accept_language(Some("fr")), Lang::Ko);
+    }
+
+    #[test]
+    fn every_code_has_messages_and_a_status() {
+        for code in ErrorCode::ALL {
+            let (ko, en) = code.messages();
+            assert!(!ko.is_empty() && !en.is_empty());
+            assert!(code.status().is_client_error() || code.status().is_server_error());
+        }
+    }
+}

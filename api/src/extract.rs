@@ -1,0 +1,220 @@
+//! Request extractors that refuse bad input with the API's error shape: a JSON body
+//! ([`ValidJson`]), query parameters ([`ValidQuery`]) and path parameters ([`path_config`]).
+
+use crate::error::{ApiError, ErrorCode, FieldIssue};
+use actix_web::dev::Payload;
+use actix_web::error::PathError;
+use actix_web::web::{Bytes, BytesMut};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::pin::Pin;
+
+/// The largest JSON body accepted, in app data (default 64 KiB).
+#[derive(Debug, Clone, Copy)]
+pub struct JsonLimit(pub usize);
+
+/// A JSON body deserialised into `T`, or a 400/413/415/422 in the error shape.
+#[derive(Debug)]
+pub struct ValidJson<T>(pub T);
+
+fn is_json(req: &HttpRequest) -> bool {
+    match req.mime_type() {
+        Ok(Some(mime)) => mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json"),
+        _ => false,
+    }
+}
+
+/// Turns a serde failure with its path into the error shape: syntax errors are 400 (REQ001),
+/// wrong types, unknown fields and unknown enum values are 422 (REQ002) naming the field.
+fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = err.path().to_string();
+    let inner = err.inner();
+    match inner.classify() {
+        serde_json::error::Category::Syntax
+        | serde_json::error::Category::Eof
+        | serde_json::error::Category::Io => ApiError::with_details(
+            ErrorCode::REQ001,
+            vec![FieldIssue::new(
+                "body",
+                "malformed_json",
+                format!(
+                    "{}행 {}열 근처에서 JSON 구문 오류가 있습니다.",
+                    inner.line(),
+                    inner.column()
+                ),
+                format!(
+                    "JSON syntax error near line {} column {}.",
+                    inner.line(),
+                    inner.column()
+                ),
+            )],
+        ),
+        serde_json::error::Category::Data => {
+            let field = field_name(&path, &inner.to_string(), "body");
+            // serde's message names the expected type or the allowed values; drop its position.
+            let message = inner.to_string();
+            let message = message
+                .rsplit_once(" at line ")
+                .map_or(message.as_str(), |(m, _)| m)
+                .to_string();
+            ApiError::with_details(
+                ErrorCode::REQ002,
+                vec![FieldIssue::new(
+                    field,
+                    "invalid_value",
+                    format!("값이 올바르지 않습니다: {message}"),
+                    message,
+                )],
+            )
+        }
+    }
+}
+
+/// The path of the offending field; serde reports a missing field at its parent's path and
+/// names it only in the message, so it is taken from there.
+fn field_name(path: &str, message: &str, root: &str) -> String {
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name);
+    match (path, missing) {
+        (".", Some(name)) => name.to_string(),
+        (".", None) => root.to_string(),
+        (parent, Some(name)) => format!("{parent}.{name}"),
+        (path, None) => path.to_string(),
+    }
+}
+
+/// Parses `bytes` as JSON into `T`.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(json_error)?;
+    de.end().map_err(|e| {
+        ApiError::with_details(
+            ErrorCode::REQ001,
+            vec![FieldIssue::new(
+                "body",
+                "trailing_characters",
+                format!(
+                    "JSON 값 뒤에 불필요한 문자가 있습니다 ({}행 {}열).",
+                    e.line(),
+                    e.column()
+                ),
+                format!(
+                    "Unexpected characters after the JSON value (line {} column {}).",
+                    e.line(),
+                    e.column()
+                ),
+            )],
+        )
+    })?;
+    Ok(value)
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<JsonLimit>>()
+            .map_or(64 * 1024, |l| l.0);
+        let json = is_json(req);
+        let declared = req
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if !json {
+                return Err(ApiError::new(ErrorCode::REQ004));
+            }
+            if declared.is_some_and(|n| n > limit) {
+                return Err(ApiError::new(ErrorCode::REQ003));
+            }
+            let mut body = BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk: Bytes = chunk.map_err(|e| {
+                    ApiError::with_details(
+                        ErrorCode::REQ001,
+                        vec![FieldIssue::new(
+                            "body",
+                            "unreadable",
+                            "요청 본문을 읽을 수 없습니다.",
+                            e.to_string(),
+                        )],
+                    )
+                })?;
+                if body.len() + chunk.len() > limit {
+                    return Err(ApiError::new(ErrorCode::REQ003));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            if body.is_empty() {
+                return Err(ApiError::with_details(
+                    ErrorCode::REQ001,
+                    vec![FieldIssue::new(
+                        "body",
+                        "empty",
+                        "요청 본문이 비어 있습니다.",
+                        "The request body is empty.",
+                    )],
+                ));
+            }
+            parse_json(&body).map(ValidJson)
+        })
+    }
+}
+
+/// Query parameters deserialised into `T`, or a 400 (REQ006) naming the parameter.
+#[derive(Debug)]
+pub struct ValidQuery<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest for ValidQuery<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(req.query_string()));
+        let result = serde_path_to_error::deserialize(de)
+            .map(ValidQuery)
+            .map_err(|err| {
+                let message = err.inner().to_string();
+                let field = field_name(&err.path().to_string(), &message, "query");
+                ApiError::with_details(
+                    ErrorCode::REQ006,
+                    vec![FieldIssue::new(
+                        field,
+                        "invalid_value",
+                        format!("값이 올바르지 않습니다: {message}"),
+                        message,
+                    )],
+                )
+            });
+        std::future::ready(result)
+    }
+}
+
+fn form_urlencoded_parse(query: &str) -> form_urlencoded::Parse<'_> {
+    form_urlencoded::parse(query.as_bytes())
+}
+
+/// Path extraction failures (e.g. a malformed UUID) as 400 REQ005.
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err: PathError, _req| {
+        let message = err.to_string();
+        ApiError::with_details(
+            ErrorCode::REQ005,
+            vec![FieldIssue::new(
+                "path",
+                "invalid_identifier",
+                "경로의 식별자가 올바르지 않습니다.",
+                message,
+            )],
+        )
+        .into()
+    })
+}

@@ -1,0 +1,4 @@
+//! Request middleware.
+
+pub mod observe;
+pub mod security;

@@ -1,0 +1,58 @@
+//! The OpenAPI document, generated from the route annotations.
+
+use crate::error::{ErrorBody, ErrorCode, ErrorDetail, ErrorResponse};
+use actix_web::{get, web, HttpResponse};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+/// The document's fixed parts; paths and schemas are collected from the routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "카셰어링 서비스 API",
+        version = "1.0.0",
+        description = "Car-sharing platform API for corporate hosts and guests in Korea. \
+            Every error has the shape `{\"error\": {code, message, details, correlation_id}}`; \
+            the codes are listed in the `ErrorCode` schema and in docs/errors.md. Messages are \
+            Korean unless `Accept-Language: en` is sent. Money is KRW in whole won; times are \
+            RFC 3339 (stored in UTC, calendar rules read in Asia/Seoul)."
+    ),
+    components(schemas(ErrorResponse, ErrorBody, ErrorDetail, ErrorCode)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "vehicles", description = "차량 관리: listing, availability and search"),
+        (name = "operations", description = "Health, readiness, metrics and pipeline state")
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let mut http = Http::new(HttpAuthScheme::Bearer);
+        http.bearer_format = Some("JWT".into());
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(http));
+    }
+}
+
+/// The generated document, serialised once per process.
+#[derive(Clone)]
+pub struct OpenApiJson(pub std::sync::Arc<String>);
+
+/// Registers the route.
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(openapi_json);
+}
+
+/// This document.
+#[utoipa::path(tag = "operations", responses((status = 200, description = "OpenAPI 3.1 document", body = Object)))]
+#[get("/openapi.json")]
+async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(doc.0.as_str().to_string())
+}

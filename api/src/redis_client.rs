@@ -1,0 +1,80 @@
+//! A Redis connection shared by every request, made lazily and re-made after an outage; every
+//! operation is bounded by a timeout so an unreachable Redis means a quick 503, not a hang.
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// Redis could not be reached in time.
+#[derive(Debug, thiserror::Error)]
+#[error("redis unavailable: {0}")]
+pub struct RedisDown(pub String);
+
+/// The shared handle.
+pub struct RedisHandle {
+    client: redis::Client,
+    manager: Mutex<Option<ConnectionManager>>,
+    timeout: Duration,
+    prefix: String,
+}
+
+impl RedisHandle {
+    /// A handle for `url`; nothing is connected yet.
+    pub fn new(
+        url: &str,
+        prefix: String,
+        timeout: Duration,
+    ) -> Result<RedisHandle, redis::RedisError> {
+        Ok(RedisHandle {
+            client: redis::Client::open(url)?,
+            manager: Mutex::new(None),
+            timeout,
+            prefix,
+        })
+    }
+
+    /// `key` with the configured prefix.
+    pub fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, RedisDown> {
+        let mut guard = self.manager.lock().await;
+        if let Some(manager) = guard.as_ref() {
+            return Ok(manager.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(self.timeout)
+            .set_response_timeout(self.timeout)
+            .set_number_of_retries(1)
+            .set_max_delay(500);
+        let manager = tokio::time::timeout(
+            self.timeout * 2,
+            ConnectionManager::new_with_config(self.client.clone(), config),
+        )
+        .await
+        .map_err(|_| RedisDown("connect timed out".into()))?
+        .map_err(|e| RedisDown(e.to_string()))?;
+        *guard = Some(manager.clone());
+        Ok(manager)
+    }
+
+    /// Runs one command, bounded by the timeout.
+    pub async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisDown> {
+        let mut conn = self.connection().await?;
+        tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn))
+            .await
+            .map_err(|_| RedisDown("command timed out".into()))?
+            .map_err(|e| RedisDown(e.to_string()))
+    }
+
+    /// `PING`.
+    pub async fn ping(&self) -> Result<(), RedisDown> {
+        let pong: String = self.run(&redis::cmd("PING")).await?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(RedisDown(format!("unexpected PING answer {pong:?}")))
+        }
+    }
+}

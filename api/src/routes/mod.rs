@@ -1,0 +1,135 @@
+//! Routes. Each module exposes `configure`, registering its handlers (and their OpenAPI
+//! descriptions) on the app.
+
+pub mod admin;
+pub mod health;
+pub mod vehicles;
+
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ErrorCode, FieldIssue};
+use crate::middleware::observe::CorrelationId;
+use crate::state::AppState;
+use actix_web::{HttpMessage, HttpRequest, HttpResponseBuilder};
+use carshare_event_store::{EventMetadata, StreamCursor};
+use chrono::Utc;
+use uuid::Uuid;
+
+/// Header carrying the stream position of a command's events; pass it back as `min_position`
+/// to read your own write from any read endpoint.
+pub const STREAM_POSITION: &str = "X-Stream-Position";
+/// Header telling the client that the read models had not caught up with its write in time.
+pub const READ_MODEL_LAG: &str = "X-Read-Model-Lag";
+/// Header carrying the cursor of the next page.
+pub const NEXT_CURSOR: &str = "X-Next-Cursor";
+
+/// The request's correlation id.
+pub fn correlation_id(req: &HttpRequest) -> String {
+    req.extensions()
+        .get::<CorrelationId>()
+        .map(|c| c.0.clone())
+        .unwrap_or_else(|| Uuid::new_v4().to_string())
+}
+
+/// Metadata of a command issued by this request.
+pub fn command_metadata(
+    req: &HttpRequest,
+    user: &AuthUser,
+    command: &str,
+) -> Result<EventMetadata, ApiError> {
+    let correlation_id = correlation_id(req);
+    let idempotency_key = match req.headers().get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v
+                .to_str()
+                .ok()
+                .map(str::trim)
+                .filter(|k| !k.is_empty() && k.len() <= 255);
+            Some(
+                key.ok_or_else(|| {
+                    ApiError::with_details(
+                        ErrorCode::REQ002,
+                        vec![FieldIssue::new(
+                            "Idempotency-Key",
+                            "invalid_header",
+                            "Idempotency-Key는 1~255자의 ASCII 문자열이어야 합니다.",
+                            "Idempotency-Key must be 1 to 255 ASCII characters.",
+                        )],
+                    )
+                })?
+                .to_string(),
+            )
+        }
+    };
+    Ok(EventMetadata {
+        causation_id: correlation_id.clone(),
+        correlation_id,
+        actor_id: Some(user.id),
+        actor_role: Some(user.role.as_str().to_string()),
+        idempotency_key,
+        issued_at: Utc::now(),
+        command: command.to_string(),
+    })
+}
+
+/// Parses a `min_position` parameter.
+pub fn parse_min_position(raw: Option<&str>) -> Result<Option<StreamCursor>, ApiError> {
+    raw.map(|s| {
+        s.parse::<StreamCursor>().map_err(|_| {
+            ApiError::with_details(
+                ErrorCode::REQ006,
+                vec![FieldIssue::new(
+                    "min_position",
+                    "invalid_value",
+                    "min_position은 X-Stream-Position 헤더의 값이어야 합니다.",
+                    "min_position must be a value of the X-Stream-Position header.",
+                )],
+            )
+        })
+    })
+    .transpose()
+}
+
+/// Waits for the named projections to reach `min_position` (if given), bounded.
+pub async fn await_position(
+    state: &AppState,
+    projections: &[&str],
+    min_position: Option<&str>,
+    response: &mut HttpResponseBuilder,
+) -> Result<(), ApiError> {
+    let cursor = parse_min_position(min_position)?;
+    if !state.settle(projections, cursor).await {
+        response.insert_header((READ_MODEL_LAG, "true"));
+    }
+    Ok(())
+}
+
+/// After a command: waits for the read models, then sets the position headers.
+pub async fn settle_command(
+    state: &AppState,
+    projections: &[&str],
+    cursor: Option<StreamCursor>,
+    response: &mut HttpResponseBuilder,
+) {
+    if let Some(c) = cursor {
+        response.insert_header((STREAM_POSITION, c.to_string()));
+    }
+    if !state.settle(projections, cursor).await {
+        tracing::warn!("read models did not reach the command's events in time");
+        response.insert_header((READ_MODEL_LAG, "true"));
+    }
+}
+
+/// Page size from a `limit` parameter (default 20, 1..=100).
+pub fn page_size(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(20),
+        Some(n) if (1..=100).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::invalid_field(
+            "limit",
+            "out_of_range",
+            "limit은 1 이상 100 이하여야 합니다.",
+            "limit must be between 1 and 100.",
+        )),
+    }
+}

@@ -1,0 +1,220 @@
+//! Runs commands against event-sourced aggregates: load, decide, append, with bounded retries
+//! when another writer appended to the same aggregate first.
+//!
+//! This is cqrs-es's `CqrsFramework::execute` loop, kept here because the API needs what the
+//! framework discards: the aggregate's new state (to answer the request) and the stream
+//! position of the new events (so the client can read its own write). In-process queries are
+//! not used: read models are built from the ordered stream, which survives a crash.
+
+use crate::error::{BoxError, InfraError};
+use crate::metrics;
+use carshare_event_store::{
+    event_store, CommitSignal, EventMetadata, EventStore, StreamCursor, StreamReader,
+};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::EventStoreAggregateContext;
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore as _};
+use sqlx::PgPool;
+use std::time::{Duration, Instant};
+
+/// Attempts before a conflict is reported (1 try + retries).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// The outcome of an accepted command.
+#[derive(Debug)]
+pub struct Committed<A: Aggregate> {
+    /// The aggregate after the command.
+    pub aggregate: A,
+    /// The events appended (empty when the command changed nothing).
+    pub events: Vec<EventEnvelope<A>>,
+    /// The stream position of the last appended event, when there was one.
+    pub cursor: Option<StreamCursor>,
+}
+
+/// Why a command did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error> {
+    /// The aggregate refused it.
+    #[error(transparent)]
+    Rejected(E),
+    /// An infrastructure failure.
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+/// Executes commands of aggregate `A`.
+pub struct CommandBus<A: Aggregate> {
+    store: EventStore<A>,
+    reader: StreamReader,
+    services: A::Services,
+    signal: CommitSignal,
+    max_attempts: u32,
+}
+
+impl<A> CommandBus<A>
+where
+    A: Aggregate + Clone,
+    A::Command: Clone,
+{
+    /// A bus over `pool`, snapshotting every `snapshot_every` events (0 = never).
+    pub fn new(
+        pool: PgPool,
+        services: A::Services,
+        signal: CommitSignal,
+        snapshot_every: usize,
+    ) -> Self {
+        CommandBus {
+            store: event_store::<A>(pool.clone(), snapshot_every),
+            reader: StreamReader::new(pool),
+            services,
+            signal,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+
+    /// Loads the current state of an aggregate.
+    pub async fn load(&self, aggregate_id: &str) -> Result<A, CommandError<A::Error>> {
+        let mut context: EventStoreAggregateContext<A> = self
+            .store
+            .load_aggregate(aggregate_id)
+            .await
+            .map_err(infra::<A>)?;
+        Ok(std::mem::take(context.aggregate()))
+    }
+
+    /// Handles `command` on aggregate `aggregate_id` and appends its events, retrying on
+    /// concurrent appends up to the bound.
+    #[tracing::instrument(
+        name = "command",
+        skip(self, command, metadata),
+        fields(aggregate = A::TYPE, command = %metadata.command, aggregate_id = %aggregate_id)
+    )]
+    pub async fn execute(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> Result<Committed<A>, CommandError<A::Error>> {
+        let started = Instant::now();
+        let result = self
+            .execute_with_retries(aggregate_id, command, metadata)
+            .await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(CommandError::Rejected(_)) => "rejected",
+            Err(CommandError::Infra(InfraError::Conflict)) => "conflict",
+            Err(CommandError::Infra(InfraError::Unavailable(_))) => "unavailable",
+            Err(CommandError::Infra(InfraError::Internal(_))) => "error",
+        };
+        metrics::COMMANDS
+            .with_label_values(&[A::TYPE, metadata.command.as_str(), outcome])
+            .inc();
+        metrics::COMMAND_SECONDS
+            .with_label_values(&[A::TYPE, metadata.command.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn execute_with_retries(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> Result<Committed<A>, CommandError<A::Error>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_once(aggregate_id, command.clone(), metadata).await {
+                Err(CommandError::Infra(InfraError::Conflict)) if attempt < self.max_attempts => {
+                    metrics::CONFLICTS.with_label_values(&[A::TYPE]).inc();
+                    // A short, growing, jittered pause lets the other writer finish.
+                    let jitter = rand::random::<u64>() % 5;
+                    tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 2 + jitter))
+                        .await;
+                }
+                Err(CommandError::Infra(InfraError::Conflict)) => {
+                    metrics::CONFLICTS.with_label_values(&[A::TYPE]).inc();
+                    tracing::warn!(attempts = attempt, "conflict retries exhausted");
+                    return Err(InfraError::Conflict.into());
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_once(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> Result<Committed<A>, CommandError<A::Error>> {
+        let mut context = self
+            .store
+            .load_aggregate(aggregate_id)
+            .await
+            .map_err(infra::<A>)?;
+        let sink: EventSink<A> = EventSink::default();
+        context
+            .aggregate()
+            .handle(command, &self.services, &sink)
+            .await
+            .map_err(CommandError::Rejected)?;
+        let events = sink.collect().await;
+        let after = context.aggregate().clone();
+        if events.is_empty() {
+            return Ok(Committed {
+                aggregate: after,
+                events: Vec::new(),
+                cursor: None,
+            });
+        }
+        let committed = self
+            .store
+            .commit(events, context, metadata.to_map())
+            .await
+            .map_err(infra::<A>)?;
+        self.signal.committed();
+        let cursor = match committed.last() {
+            Some(last) => self
+                .reader
+                .cursor_of(
+                    A::TYPE,
+                    aggregate_id,
+                    i64::try_from(last.sequence).unwrap_or(i64::MAX),
+                )
+                .await
+                // The events are committed: failing to learn their position only costs the
+                // client its read-your-writes wait, so it is logged and not reported.
+                .inspect_err(
+                    |e| tracing::warn!(error = %e, "could not read the new events' position"),
+                )
+                .ok()
+                .flatten(),
+            None => None,
+        };
+        Ok(Committed {
+            aggregate: after,
+            events: committed,
+            cursor,
+        })
+    }
+}
+
+/// Maps cqrs-es infrastructure errors; a domain error here would be a bug in the caller.
+fn infra<A: Aggregate>(err: AggregateError<A::Error>) -> CommandError<A::Error> {
+    let infra = match err {
+        AggregateError::UserError(e) => return CommandError::Rejected(e),
+        AggregateError::AggregateConflict => InfraError::Conflict,
+        AggregateError::DatabaseConnectionError(e) => InfraError::Unavailable(e),
+        AggregateError::DeserializationError(e) => InfraError::Internal(e),
+        AggregateError::UnexpectedError(e) => classify(e),
+    };
+    CommandError::Infra(infra)
+}
+
+fn classify(err: BoxError) -> InfraError {
+    match err.downcast::<sqlx::Error>() {
+        Ok(sqlx_err) => InfraError::from(*sqlx_err),
+        Err(other) => InfraError::Internal(other),
+    }
+}

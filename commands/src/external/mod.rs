@@ -1,0 +1,4 @@
+//! Clients of external HTTP APIs, with timeouts, bounded retries and circuit breakers.
+
+pub mod kakao;
+pub mod resilience;

@@ -1,0 +1,14 @@
+//! The application layer: command services over the event store, and the ports and clients of
+//! the systems the platform talks to (Kakao Local; later Toss Payments, FCM, object storage).
+
+pub mod bus;
+pub mod clock;
+pub mod error;
+pub mod external;
+pub mod geocoding;
+pub mod metrics;
+pub mod vehicles;
+
+pub use bus::{CommandBus, CommandError, Committed};
+pub use clock::{Clock, SystemClock};
+pub use error::InfraError;

@@ -1,0 +1,372 @@
+//! The ordered event stream: every event of the log, in an order that never skips one.
+//!
+//! A `global_position` alone cannot serve as a cursor: positions are taken when a row is
+//! inserted but become visible when its transaction commits, so a reader that has passed
+//! position 12 can later find 11 committed by a slower transaction. The reader therefore
+//! follows the pair (writing transaction id, position) and only reads events whose transaction
+//! is older than every transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`).
+//! Everything below that horizon is committed or rolled back for good, so the order below it
+//! never changes.
+
+use crate::metadata::EventMetadata;
+use crate::upcasters;
+use chrono::{DateTime, Utc};
+use cqrs_es::persist::{EventUpcaster, SerializedEvent};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// A point in the ordered stream: after this many events have been seen.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct StreamCursor {
+    /// The writing transaction of the last event seen.
+    pub transaction_id: u64,
+    /// The global position of the last event seen.
+    pub position: i64,
+}
+
+impl StreamCursor {
+    /// The start of the stream.
+    pub const START: StreamCursor = StreamCursor {
+        transaction_id: 0,
+        position: 0,
+    };
+}
+
+impl fmt::Display for StreamCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.transaction_id, self.position)
+    }
+}
+
+/// A malformed cursor token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a stream position (expected <transaction>.<position>)")]
+pub struct InvalidCursor(pub String);
+
+impl FromStr for StreamCursor {
+    type Err = InvalidCursor;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || InvalidCursor(s.to_string());
+        let (tx, pos) = s.split_once('.').ok_or_else(err)?;
+        Ok(StreamCursor {
+            transaction_id: tx.parse().map_err(|_| err())?,
+            position: pos.parse().map_err(|_| err())?,
+        })
+    }
+}
+
+/// One event as stored, with its place in the stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Global position.
+    pub position: i64,
+    /// Writing transaction.
+    pub transaction_id: u64,
+    /// e.g. `Vehicle`.
+    pub aggregate_type: String,
+    /// The aggregate's id.
+    pub aggregate_id: String,
+    /// 1-based sequence within the aggregate.
+    pub sequence: i64,
+    /// e.g. `VehicleRegistered`.
+    pub event_type: String,
+    /// Shape version of the payload.
+    pub event_version: String,
+    /// The event (cqrs-es serialises an enum variant as `{"Variant": {...}}`).
+    pub payload: serde_json::Value,
+    /// Metadata (see [`EventMetadata`]).
+    pub metadata: serde_json::Value,
+    /// When Postgres recorded it.
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl StoredEvent {
+    /// This event's cursor.
+    pub fn cursor(&self) -> StreamCursor {
+        StreamCursor {
+            transaction_id: self.transaction_id,
+            position: self.position,
+        }
+    }
+
+    /// The payload as the aggregate's event type.
+    pub fn decode<E: DeserializeOwned>(&self) -> Result<E, serde_json::Error> {
+        E::deserialize(&self.payload)
+    }
+
+    /// The metadata.
+    pub fn meta(&self) -> EventMetadata {
+        EventMetadata::from_json(&self.metadata)
+    }
+
+    fn from_row(row: &PgRow) -> Result<StoredEvent, sqlx::Error> {
+        let tx: String = row.try_get("transaction_id")?;
+        Ok(StoredEvent {
+            position: row.try_get("global_position")?,
+            transaction_id: tx.parse().map_err(|e| sqlx::Error::ColumnDecode {
+                index: "transaction_id".into(),
+                source: Box::new(e),
+            })?,
+            aggregate_type: row.try_get("aggregate_type")?,
+            aggregate_id: row.try_get("aggregate_id")?,
+            sequence: row.try_get("sequence")?,
+            event_type: row.try_get("event_type")?,
+            event_version: row.try_get("event_version")?,
+            payload: row.try_get("payload")?,
+            metadata: row.try_get("metadata")?,
+            recorded_at: row.try_get("recorded_at")?,
+        })
+    }
+
+    fn upcast(self, upcasters: &[Box<dyn EventUpcaster>]) -> StoredEvent {
+        if upcasters.is_empty() {
+            return self;
+        }
+        let StoredEvent {
+            position,
+            transaction_id,
+            aggregate_type,
+            aggregate_id,
+            sequence,
+            event_type,
+            event_version,
+            payload,
+            metadata,
+            recorded_at,
+        } = self;
+        let serialized = SerializedEvent::new(
+            aggregate_id,
+            usize::try_from(sequence).unwrap_or_default(),
+            aggregate_type,
+            event_type,
+            event_version,
+            payload,
+            metadata,
+        );
+        let up = upcasters::upcast(upcasters, serialized);
+        StoredEvent {
+            position,
+            transaction_id,
+            aggregate_type: up.aggregate_type,
+            aggregate_id: up.aggregate_id,
+            sequence,
+            event_type: up.event_type,
+            event_version: up.event_version,
+            payload: up.payload,
+            metadata: up.metadata,
+            recorded_at,
+        }
+    }
+}
+
+const COLUMNS: &str = "global_position, transaction_id::text AS transaction_id, aggregate_type, \
+     aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
+
+/// Reads the ordered stream. Cheap to clone; shared by the relay and the projection workers.
+#[derive(Clone)]
+pub struct StreamReader {
+    pool: PgPool,
+    upcasters: Arc<Vec<Box<dyn EventUpcaster>>>,
+}
+
+impl StreamReader {
+    /// A reader with the workspace's upcasters.
+    pub fn new(pool: PgPool) -> StreamReader {
+        StreamReader {
+            pool,
+            upcasters: Arc::new(upcasters::all()),
+        }
+    }
+
+    /// The pool the reader uses.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Up to `limit` events after `after`, in stream order, stopping at the horizon of the
+    /// oldest running transaction.
+    pub async fn read_after(
+        &self,
+        after: StreamCursor,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events \
+             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY transaction_id, global_position \
+             LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after.transaction_id.to_string())
+            .bind(after.position)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| StoredEvent::from_row(row).map(|e| e.upcast(&self.upcasters)))
+            .collect()
+    }
+
+    /// The events of one aggregate with `after < sequence < before`, in order (used to repair a
+    /// gap seen by a consumer that received a later event first).
+    pub async fn aggregate_events_between(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        after: i64,
+        before: i64,
+    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 AND sequence < $4 \
+             ORDER BY sequence"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(after)
+            .bind(before)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| StoredEvent::from_row(row).map(|e| e.upcast(&self.upcasters)))
+            .collect()
+    }
+
+    /// Every event of one aggregate, in order.
+    pub async fn aggregate_events(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        self.aggregate_events_between(aggregate_type, aggregate_id, 0, i64::MAX)
+            .await
+    }
+
+    /// The stream cursor of one event, once committed.
+    pub async fn cursor_of(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        sequence: i64,
+    ) -> Result<Option<StreamCursor>, sqlx::Error> {
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT transaction_id::text, global_position FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(sequence)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|(tx, position)| {
+            tx.parse().ok().map(|transaction_id| StreamCursor {
+                transaction_id,
+                position,
+            })
+        }))
+    }
+
+    /// The state of the log: the newest event and its time, and how long the oldest running
+    /// writing transaction has held the read horizon back.
+    pub async fn head(&self) -> Result<StreamHead, sqlx::Error> {
+        let (last_position, last_recorded_at): (Option<i64>, Option<DateTime<Utc>>) =
+            sqlx::query_as(
+                "SELECT global_position, recorded_at FROM events \
+                 ORDER BY global_position DESC LIMIT 1",
+            )
+            .fetch_optional(&self.pool)
+            .await?
+            .unwrap_or((None, None));
+        let horizon_age: Option<f64> = sqlx::query_scalar(
+            "SELECT extract(epoch FROM now() - min(xact_start))::float8 \
+             FROM pg_stat_activity WHERE backend_xid IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(StreamHead {
+            last_position: last_position.unwrap_or(0),
+            last_recorded_at,
+            horizon_age_seconds: horizon_age.unwrap_or(0.0).max(0.0),
+        })
+    }
+
+    /// How many events lie after `cursor` (below or above the horizon).
+    pub async fn count_after(&self, cursor: StreamCursor) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM events \
+             WHERE (transaction_id, global_position) > ($1::text::xid8, $2)",
+        )
+        .bind(cursor.transaction_id.to_string())
+        .bind(cursor.position)
+        .fetch_one(&self.pool)
+        .await
+    }
+}
+
+/// A summary of the log's head.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StreamHead {
+    /// Position of the newest event (0 when empty).
+    pub last_position: i64,
+    /// When the newest event was recorded.
+    pub last_recorded_at: Option<DateTime<Utc>>,
+    /// Age of the oldest running writing transaction in the cluster, in seconds.
+    pub horizon_age_seconds: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_order_by_transaction_then_position() {
+        let a = StreamCursor {
+            transaction_id: 10,
+            position: 50,
+        };
+        let b = StreamCursor {
+            transaction_id: 11,
+            position: 3,
+        };
+        assert!(a < b);
+        assert_eq!("11.3".parse::<StreamCursor>().unwrap(), b);
+        assert!("11".parse::<StreamCursor>().is_err());
+        assert_eq!(b.to_string(), "11.3");
+    }
+}
+
+/// Tells in-process stream readers that new events were committed, so they read at once
+/// instead of waiting for their next poll. Readers in other processes rely on polling.
+#[derive(Clone)]
+pub struct CommitSignal {
+    tx: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for CommitSignal {
+    fn default() -> Self {
+        let (tx, _) = tokio::sync::watch::channel(0);
+        CommitSignal { tx: Arc::new(tx) }
+    }
+}
+
+impl CommitSignal {
+    /// Announces a commit.
+    pub fn committed(&self) {
+        self.tx.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that sees every commit announced after this call.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.tx.subscribe()
+    }
+}

@@ -1,0 +1,62 @@
+//! What a projection is.
+
+use async_trait::async_trait;
+use carshare_event_store::{StoredEvent, StreamReader};
+use sqlx::PgConnection;
+
+/// Which copy of a projection's tables to write: the live ones, or the shadow copies a rebuild
+/// fills before swapping them in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// `read.<table>`.
+    Live,
+    /// `read.<table>__rebuild`.
+    Rebuild,
+}
+
+/// Suffix of the shadow tables of a rebuild.
+pub const REBUILD_SUFFIX: &str = "__rebuild";
+
+impl Target {
+    /// The qualified name of `table` for this target.
+    pub fn table(self, table: &str) -> String {
+        match self {
+            Target::Live => format!("read.{table}"),
+            Target::Rebuild => format!("read.{table}{REBUILD_SUFFIX}"),
+        }
+    }
+}
+
+/// An event the projection cannot apply, and why. It is dead-lettered and the worker moves on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Poisoned {
+    /// The event's global position.
+    pub position: i64,
+    /// Why it could not be applied.
+    pub error: String,
+}
+
+/// A read model.
+#[async_trait]
+pub trait Projection: Send + Sync {
+    /// Stable name, used for checkpoints, dead letters, metrics and `carshare rebuild <name>`.
+    fn name(&self) -> &'static str;
+
+    /// Its tables in schema `read`, rebuilt and swapped together.
+    fn tables(&self) -> &'static [&'static str];
+
+    /// Whether events of this aggregate type concern it.
+    fn handles(&self, aggregate_type: &str) -> bool;
+
+    /// Applies `events` (only handled types, in stream order) inside the caller's transaction.
+    /// Redelivered events must be no-ops; an event that cannot be applied is returned as
+    /// poisoned, and later events of its aggregate must wait behind it (be poisoned too).
+    /// `reader` serves to repair gaps: events of an aggregate missing before the one received.
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        target: Target,
+        reader: &StreamReader,
+        events: &[StoredEvent],
+    ) -> Result<Vec<Poisoned>, sqlx::Error>;
+}

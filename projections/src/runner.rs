@@ -1,0 +1,379 @@
+//! The live projection worker: reads the ordered stream after the projection's checkpoint,
+//! applies a batch and moves the checkpoint in one transaction.
+
+use crate::metrics;
+use crate::progress::ProgressBoard;
+use crate::projection::{Poisoned, Projection, Target};
+use carshare_event_store::{is_unavailable, StoredEvent, StreamCursor, StreamReader};
+use sqlx::{PgConnection, PgPool};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Tuning of a runner.
+#[derive(Debug, Clone, Copy)]
+pub struct RunnerSettings {
+    /// Most events per transaction.
+    pub batch_size: i64,
+    /// How often to look for new events when nothing signalled a commit.
+    pub poll_interval: Duration,
+}
+
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        RunnerSettings {
+            batch_size: 500,
+            poll_interval: Duration::from_millis(50),
+        }
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing new below the horizon.
+    Idle,
+    /// A batch was applied; the checkpoint moved to `cursor`.
+    Applied {
+        /// Events read (including those of other aggregates, skipped).
+        events: usize,
+        /// Events dead-lettered.
+        poisoned: usize,
+        /// The new checkpoint.
+        cursor: StreamCursor,
+    },
+    /// Another worker moved the checkpoint first; nothing was written.
+    Raced,
+}
+
+/// Runs one projection.
+pub struct ProjectionRunner {
+    pool: PgPool,
+    reader: StreamReader,
+    projection: Arc<dyn Projection>,
+    settings: RunnerSettings,
+    board: ProgressBoard,
+    wake: Option<watch::Receiver<u64>>,
+}
+
+/// Consecutive failures of one batch before its events are applied one by one to find the
+/// event at fault.
+const ISOLATE_AFTER: u32 = 3;
+
+impl ProjectionRunner {
+    /// A runner over the stream of `pool`.
+    pub fn new(
+        pool: PgPool,
+        projection: Arc<dyn Projection>,
+        settings: RunnerSettings,
+        board: ProgressBoard,
+    ) -> ProjectionRunner {
+        ProjectionRunner {
+            reader: StreamReader::new(pool.clone()),
+            pool,
+            projection,
+            settings,
+            board,
+            wake: None,
+        }
+    }
+
+    /// Also wakes up when this process commits events.
+    pub fn woken_by(mut self, wake: watch::Receiver<u64>) -> ProjectionRunner {
+        self.wake = Some(wake);
+        self
+    }
+
+    /// The projection's name.
+    pub fn name(&self) -> &'static str {
+        self.projection.name()
+    }
+
+    /// Works until `shutdown` is cancelled. Failures are logged and retried with backoff; the
+    /// worker never stops on its own.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let name = self.projection.name();
+        tracing::info!(projection = name, "projection worker started");
+        let mut failures: u32 = 0;
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            match self.step().await {
+                Ok(Step::Applied { .. }) | Ok(Step::Raced) => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(Step::Idle) => {
+                    failures = 0;
+                    self.idle(&shutdown).await;
+                }
+                Err(err) => {
+                    failures += 1;
+                    metrics::FAILURES.with_label_values(&[name]).inc();
+                    if !is_unavailable(&err) && failures >= ISOLATE_AFTER {
+                        tracing::error!(projection = name, error = %err, "batch keeps failing: applying its events one by one");
+                        match self.isolate().await {
+                            Ok(()) => failures = 0,
+                            Err(e) => {
+                                tracing::error!(projection = name, error = %e, "isolating the failing event failed")
+                            }
+                        }
+                    } else {
+                        tracing::warn!(projection = name, error = %err, failures, "projection batch failed; retrying");
+                    }
+                    let backoff = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                }
+            }
+        }
+        tracing::info!(projection = name, "projection worker stopped");
+    }
+
+    async fn idle(&mut self, shutdown: &CancellationToken) {
+        let poll = tokio::time::sleep(self.settings.poll_interval);
+        match self.wake.as_mut() {
+            Some(wake) => {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = poll => {}
+                    _ = wake.changed() => {}
+                }
+            }
+            None => {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = poll => {}
+                }
+            }
+        }
+    }
+
+    /// Applies at most one batch.
+    pub async fn step(&self) -> Result<Step, sqlx::Error> {
+        let name = self.projection.name();
+        let from = ensure_checkpoint(&self.pool, name).await?;
+        let events = self
+            .reader
+            .read_after(from, self.settings.batch_size)
+            .await?;
+        let Some(last) = events.last().map(StoredEvent::cursor) else {
+            self.board.publish(name, from);
+            return Ok(Step::Idle);
+        };
+        let started = Instant::now();
+        let mut tx = self.pool.begin().await?;
+        if lock_checkpoint(&mut tx, name).await? != from {
+            return Ok(Step::Raced);
+        }
+        let relevant: Vec<StoredEvent> = events
+            .iter()
+            .filter(|e| self.projection.handles(&e.aggregate_type))
+            .cloned()
+            .collect();
+        let poisoned = self
+            .projection
+            .apply(&mut tx, Target::Live, &self.reader, &relevant)
+            .await?;
+        record_dead_letters(&mut tx, name, &relevant, &poisoned).await?;
+        advance(&mut tx, name, last, events.len()).await?;
+        tx.commit().await?;
+        self.after_commit(last, events.len(), &poisoned, started);
+        Ok(Step::Applied {
+            events: events.len(),
+            poisoned: poisoned.len(),
+            cursor: last,
+        })
+    }
+
+    fn after_commit(
+        &self,
+        last: StreamCursor,
+        count: usize,
+        poisoned: &[Poisoned],
+        started: Instant,
+    ) {
+        let name = self.projection.name();
+        self.board.publish(name, last);
+        metrics::EVENTS
+            .with_label_values(&[name])
+            .inc_by(count as u64);
+        metrics::POSITION
+            .with_label_values(&[name])
+            .set(last.position);
+        metrics::BATCH_SECONDS
+            .with_label_values(&[name])
+            .observe(started.elapsed().as_secs_f64());
+        if !poisoned.is_empty() {
+            metrics::DEAD_LETTERS
+                .with_label_values(&[name])
+                .add(poisoned.len() as i64);
+            for p in poisoned {
+                tracing::error!(projection = name, position = p.position, error = %p.error, "event dead-lettered");
+            }
+        }
+    }
+
+    /// Applies the next batch one event per transaction; an event whose own transaction fails
+    /// is dead-lettered with the database's error, so one bad event cannot stop the worker.
+    async fn isolate(&self) -> Result<(), sqlx::Error> {
+        let name = self.projection.name();
+        let from = ensure_checkpoint(&self.pool, name).await?;
+        let events = self
+            .reader
+            .read_after(from, self.settings.batch_size)
+            .await?;
+        let mut at = from;
+        for event in events {
+            let started = Instant::now();
+            let single = if self.projection.handles(&event.aggregate_type) {
+                vec![event.clone()]
+            } else {
+                Vec::new()
+            };
+            let attempt = async {
+                let mut tx = self.pool.begin().await?;
+                if lock_checkpoint(&mut tx, name).await? != at {
+                    return Ok::<_, sqlx::Error>(None);
+                }
+                let poisoned = self
+                    .projection
+                    .apply(&mut tx, Target::Live, &self.reader, &single)
+                    .await?;
+                record_dead_letters(&mut tx, name, &single, &poisoned).await?;
+                advance(&mut tx, name, event.cursor(), 1).await?;
+                tx.commit().await?;
+                Ok(Some(poisoned))
+            };
+            let poisoned = match attempt.await {
+                Ok(Some(poisoned)) => poisoned,
+                Ok(None) => return Ok(()),
+                Err(err) if is_unavailable(&err) => return Err(err),
+                Err(err) => {
+                    let poisoned = vec![Poisoned {
+                        position: event.position,
+                        error: format!("database refused the change: {err}"),
+                    }];
+                    let mut tx = self.pool.begin().await?;
+                    if lock_checkpoint(&mut tx, name).await? != at {
+                        return Ok(());
+                    }
+                    record_dead_letters(&mut tx, name, &single, &poisoned).await?;
+                    advance(&mut tx, name, event.cursor(), 1).await?;
+                    tx.commit().await?;
+                    poisoned
+                }
+            };
+            at = event.cursor();
+            self.after_commit(at, 1, &poisoned, started);
+        }
+        Ok(())
+    }
+}
+
+/// The checkpoint of `projection`, if it has one.
+pub async fn checkpoint(
+    pool: &PgPool,
+    projection: &str,
+) -> Result<Option<StreamCursor>, sqlx::Error> {
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "SELECT transaction_id::text, global_position FROM projection_checkpoints WHERE projection = $1",
+    )
+    .bind(projection)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(to_cursor))
+}
+
+async fn ensure_checkpoint(pool: &PgPool, projection: &str) -> Result<StreamCursor, sqlx::Error> {
+    if let Some(cursor) = checkpoint(pool, projection).await? {
+        return Ok(cursor);
+    }
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (projection) VALUES ($1) ON CONFLICT DO NOTHING",
+    )
+    .bind(projection)
+    .execute(pool)
+    .await?;
+    Ok(checkpoint(pool, projection).await?.unwrap_or_default())
+}
+
+/// Locks the checkpoint row for the rest of the transaction and returns it.
+pub(crate) async fn lock_checkpoint(
+    conn: &mut PgConnection,
+    projection: &str,
+) -> Result<StreamCursor, sqlx::Error> {
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "SELECT transaction_id::text, global_position FROM projection_checkpoints \
+         WHERE projection = $1 FOR UPDATE",
+    )
+    .bind(projection)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(to_cursor).unwrap_or_default())
+}
+
+/// Moves the checkpoint to `to`.
+pub(crate) async fn advance(
+    conn: &mut PgConnection,
+    projection: &str,
+    to: StreamCursor,
+    events: usize,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (projection, transaction_id, global_position, events_seen, updated_at) \
+         VALUES ($1, $2::text::xid8, $3, $4, now()) \
+         ON CONFLICT (projection) DO UPDATE SET transaction_id = EXCLUDED.transaction_id, \
+           global_position = EXCLUDED.global_position, \
+           events_seen = projection_checkpoints.events_seen + EXCLUDED.events_seen, updated_at = now()",
+    )
+    .bind(projection)
+    .bind(to.transaction_id.to_string())
+    .bind(to.position)
+    .bind(i64::try_from(events).unwrap_or(i64::MAX))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Records poisoned events (once each) in the dead-letter table.
+pub(crate) async fn record_dead_letters(
+    conn: &mut PgConnection,
+    projection: &str,
+    events: &[StoredEvent],
+    poisoned: &[Poisoned],
+) -> Result<(), sqlx::Error> {
+    for p in poisoned {
+        let Some(event) = events.iter().find(|e| e.position == p.position) else {
+            continue;
+        };
+        sqlx::query(
+            "INSERT INTO projection_dead_letters \
+               (projection, global_position, transaction_id, aggregate_type, aggregate_id, sequence, event_type, error) \
+             VALUES ($1, $2, $3::text::xid8, $4, $5, $6, $7, $8) \
+             ON CONFLICT (projection, global_position) DO NOTHING",
+        )
+        .bind(projection)
+        .bind(event.position)
+        .bind(event.transaction_id.to_string())
+        .bind(&event.aggregate_type)
+        .bind(&event.aggregate_id)
+        .bind(event.sequence)
+        .bind(&event.event_type)
+        .bind(&p.error)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+fn to_cursor((tx, position): (String, i64)) -> StreamCursor {
+    StreamCursor {
+        transaction_id: tx.parse().unwrap_or(0),
+        position,
+    }
+}

@@ -1,0 +1,295 @@
+//! Reads of `read.vehicles`.
+
+use super::row::{VehicleRow, COLUMNS};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use carshare_domain::TimeWindow;
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+/// One vehicle by id, removed or not.
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<VehicleRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM read.vehicles WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// A host's own vehicles, newest first.
+#[derive(Debug, Clone)]
+pub struct OwnerListQuery {
+    /// The host.
+    pub owner_id: Uuid,
+    /// Only this status.
+    pub status: Option<String>,
+    /// Include removed vehicles.
+    pub include_removed: bool,
+    /// Page size.
+    pub limit: i64,
+    /// Continue after this opaque cursor.
+    pub after: Option<OwnerCursor>,
+}
+
+/// Position in a host's list: (created_at, id) of the last row seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerCursor {
+    /// Registration time of the last row.
+    pub created_at: DateTime<Utc>,
+    /// Id of the last row.
+    pub id: Uuid,
+}
+
+impl OwnerCursor {
+    /// The opaque token.
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!(
+            "{}|{}",
+            self.created_at.timestamp_micros(),
+            self.id
+        ))
+    }
+
+    /// Reads a token; `None` if it is not one of ours.
+    pub fn decode(token: &str) -> Option<OwnerCursor> {
+        let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(token).ok()?).ok()?;
+        let (micros, id) = raw.split_once('|')?;
+        Some(OwnerCursor {
+            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            id: Uuid::parse_str(id).ok()?,
+        })
+    }
+}
+
+/// The host's vehicles, and the cursor of the next page if there is one.
+pub async fn list_by_owner(
+    pool: &PgPool,
+    q: &OwnerListQuery,
+) -> Result<(Vec<VehicleRow>, Option<OwnerCursor>), sqlx::Error> {
+    let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "SELECT {COLUMNS} FROM read.vehicles WHERE owner_id = "
+    ));
+    sql.push_bind(q.owner_id);
+    if !q.include_removed {
+        sql.push(" AND removed_at IS NULL");
+    }
+    if let Some(status) = &q.status {
+        sql.push(" AND status = ").push_bind(status.clone());
+    }
+    if let Some(after) = q.after {
+        sql.push(" AND (created_at, id) < (")
+            .push_bind(after.created_at)
+            .push(", ")
+            .push_bind(after.id)
+            .push(")");
+    }
+    sql.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(q.limit + 1);
+    let mut rows: Vec<VehicleRow> = sql.build_query_as().fetch_all(pool).await?;
+    let next = if rows.len() as i64 > q.limit {
+        rows.truncate(usize::try_from(q.limit).unwrap_or(0));
+        rows.last().map(|r| OwnerCursor {
+            created_at: r.created_at,
+            id: r.id,
+        })
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
+/// An availability search.
+#[derive(Debug, Clone)]
+pub struct SearchQuery {
+    /// Centre latitude.
+    pub lat: f64,
+    /// Centre longitude.
+    pub lng: f64,
+    /// Radius in kilometres.
+    pub radius_km: f64,
+    /// The window the vehicle must be bookable for, entirely.
+    pub window: TimeWindow,
+    /// Substring of make, model or description (any script).
+    pub text: Option<String>,
+    /// Fuel filter (wire name).
+    pub fuel_type: Option<String>,
+    /// Gearbox filter (wire name).
+    pub transmission: Option<String>,
+    /// Lowest hourly rate.
+    pub min_price: Option<i64>,
+    /// Highest hourly rate.
+    pub max_price: Option<i64>,
+    /// Page size.
+    pub limit: i64,
+    /// Continue after this cursor.
+    pub after: Option<SearchCursor>,
+}
+
+/// Position in a search: the sort key (distance along the chord) and id of the last hit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SearchCursor {
+    /// Sort key of the last hit.
+    pub key: f64,
+    /// Id of the last hit.
+    pub id: Uuid,
+}
+
+impl SearchCursor {
+    /// The opaque token (the float travels as its exact bits).
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{:016x}|{}", self.key.to_bits(), self.id))
+    }
+
+    /// Reads a token; `None` if it is not one of ours.
+    pub fn decode(token: &str) -> Option<SearchCursor> {
+        let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(token).ok()?).ok()?;
+        let (bits, id) = raw.split_once('|')?;
+        let key = f64::from_bits(u64::from_str_radix(bits, 16).ok()?);
+        key.is_finite().then_some(())?;
+        Some(SearchCursor {
+            key,
+            id: Uuid::parse_str(id).ok()?,
+        })
+    }
+}
+
+/// A search result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchHit {
+    /// The vehicle.
+    pub vehicle: VehicleRow,
+    /// Great-circle distance from the centre in km.
+    pub distance_km: f64,
+}
+
+#[derive(sqlx::FromRow)]
+struct HitRow {
+    #[sqlx(flatten)]
+    vehicle: VehicleRow,
+    distance_km: f64,
+    sort_key: f64,
+}
+
+fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// A value bound to a numbered placeholder of a dynamically built query.
+enum Arg {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Id(Uuid),
+}
+
+/// Active vehicles within the radius that are bookable for the whole window, nearest first,
+/// and the cursor of the next page if there is one.
+///
+/// The spatial part is a KNN scan of the GiST index on `ll_to_earth(lat, lng)`; availability is
+/// checked on precomputed multiranges: weekly minute-of-week ranges and dated instants (see
+/// `docs/read-models.md`).
+pub async fn search(
+    pool: &PgPool,
+    q: &SearchQuery,
+) -> Result<(Vec<SearchHit>, Option<SearchCursor>), sqlx::Error> {
+    let ((a1, b1), (a2, b2)) = q.window.week_pieces();
+    let to_i32 = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+    // $1..$9 are fixed; optional filters take $10 onwards, in the order they are added.
+    let mut sql = format!(
+        "SELECT {COLUMNS}, \
+           earth_distance(ll_to_earth(location_lat, location_lng), ll_to_earth($1, $2)) / 1000.0 AS distance_km, \
+           ll_to_earth(location_lat, location_lng) <-> ll_to_earth($1, $2) AS sort_key \
+         FROM read.vehicles \
+         WHERE status = 'active' AND removed_at IS NULL \
+           AND earth_box(ll_to_earth($1, $2), $3) @> ll_to_earth(location_lat, location_lng) \
+           AND earth_distance(ll_to_earth(location_lat, location_lng), ll_to_earth($1, $2)) <= $3 \
+           AND NOT (weekly_blocked && int4range($4, $5)) AND NOT (weekly_blocked && int4range($6, $7)) \
+           AND NOT (dated_blocked && tstzrange($8, $9)) \
+           AND NOT (reserved && tstzrange($8, $9)) \
+           AND (NOT has_available_rules \
+                OR (weekly_available @> int4range($4, $5) AND weekly_available @> int4range($6, $7)) \
+                OR dated_available @> tstzrange($8, $9) \
+                OR (NOT isempty(dated_available) \
+                    AND read.rules_cover(weekly_available, dated_available, $8, $9)))"
+    );
+    let mut args: Vec<Arg> = Vec::new();
+    let placeholder = |args: &mut Vec<Arg>, arg: Arg| {
+        args.push(arg);
+        format!("${}", 9 + args.len())
+    };
+    if let Some(text) = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        let p = placeholder(&mut args, Arg::Text(like_pattern(text)));
+        sql.push_str(&format!(" AND search_text ILIKE {p} ESCAPE '\\'"));
+    }
+    if let Some(fuel) = &q.fuel_type {
+        let p = placeholder(&mut args, Arg::Text(fuel.clone()));
+        sql.push_str(&format!(" AND fuel_type = {p}"));
+    }
+    if let Some(t) = &q.transmission {
+        let p = placeholder(&mut args, Arg::Text(t.clone()));
+        sql.push_str(&format!(" AND transmission = {p}"));
+    }
+    if let Some(min) = q.min_price {
+        let p = placeholder(&mut args, Arg::Int(min));
+        sql.push_str(&format!(" AND hourly_rate >= {p}"));
+    }
+    if let Some(max) = q.max_price {
+        let p = placeholder(&mut args, Arg::Int(max));
+        sql.push_str(&format!(" AND hourly_rate <= {p}"));
+    }
+    if let Some(after) = q.after {
+        let k = placeholder(&mut args, Arg::Float(after.key));
+        let i = placeholder(&mut args, Arg::Id(after.id));
+        sql.push_str(&format!(
+            " AND (ll_to_earth(location_lat, location_lng) <-> ll_to_earth($1, $2), id) > ({k}, {i})"
+        ));
+    }
+    let limit = placeholder(&mut args, Arg::Int(q.limit + 1));
+    sql.push_str(&format!(
+        " ORDER BY ll_to_earth(location_lat, location_lng) <-> ll_to_earth($1, $2), id LIMIT {limit}"
+    ));
+
+    let mut query = sqlx::query_as::<_, HitRow>(&sql)
+        .bind(q.lat)
+        .bind(q.lng)
+        .bind(q.radius_km * 1000.0)
+        .bind(to_i32(a1))
+        .bind(to_i32(b1))
+        .bind(to_i32(a2))
+        .bind(to_i32(b2))
+        .bind(q.window.start)
+        .bind(q.window.end);
+    for arg in args {
+        query = match arg {
+            Arg::Text(v) => query.bind(v),
+            Arg::Int(v) => query.bind(v),
+            Arg::Float(v) => query.bind(v),
+            Arg::Id(v) => query.bind(v),
+        };
+    }
+    let mut hits: Vec<HitRow> = query.fetch_all(pool).await?;
+    let next = if hits.len() as i64 > q.limit {
+        hits.truncate(usize::try_from(q.limit).unwrap_or(0));
+        hits.last().map(|h| SearchCursor {
+            key: h.sort_key,
+            id: h.vehicle.id,
+        })
+    } else {
+        None
+    };
+    Ok((
+        hits.into_iter()
+            .map(|h| SearchHit {
+                vehicle: h.vehicle,
+                distance_km: h.distance_km,
+            })
+            .collect(),
+        next,
+    ))
+}
