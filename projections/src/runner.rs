@@ -85,6 +85,11 @@ impl ProjectionRunner {
         self
     }
 
+    /// The pool the runner reads and writes.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// The projection's name.
     pub fn name(&self) -> &'static str {
         self.projection.name()

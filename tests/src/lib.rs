@@ -1,1 +1,376 @@
-//! placeholder
+//! Test harness: the real application on a random port over a fresh Postgres database, real
+//! Redis, and local stub servers for external APIs. Set `TEST_LOG=1` to see the service's logs.
+//!
+//! Connection settings: `TEST_DATABASE_URL` (a server URL without database, default
+//! `postgres://postgres@127.0.0.1:5432`) and `TEST_REDIS_URL` (default `redis://127.0.0.1:6379`).
+
+use actix_web::dev::ServerHandle;
+use carshare_api::auth::{Claims, TokenKeys, ACCESS, ISSUER};
+use carshare_api::{Application, Settings};
+use carshare_domain::Role;
+use carshare_event_store::MIGRATOR;
+use chrono::Utc;
+use reqwest::{Response, StatusCode};
+use secrecy::SecretString;
+use serde_json::Value;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use std::collections::HashMap;
+use std::sync::Once;
+use std::time::Duration;
+use uuid::Uuid;
+use wiremock::MockServer;
+
+/// The JWT secret of test apps.
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+/// The Postgres server of the tests.
+pub fn server_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// The Redis server of the tests.
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+static LOGS: Once = Once::new();
+
+fn init_logs() {
+    LOGS.call_once(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            carshare_api::telemetry::init(carshare_api::config::LogFormat::Pretty, "info");
+        }
+    });
+}
+
+/// A database created for one test and dropped (with its connections) when this is dropped.
+pub struct TestDatabase {
+    /// Its name.
+    pub name: String,
+    /// Its URL.
+    pub url: String,
+    /// A pool on it (migrated).
+    pub pool: PgPool,
+}
+
+impl TestDatabase {
+    /// Creates and migrates a fresh database.
+    pub async fn create() -> TestDatabase {
+        let name = format!("carshare_test_{}", Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
+            .await
+            .expect("Postgres must be running for the tests (see README)");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let url = format!("{}/{name}", server_url());
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .connect(&url)
+            .await
+            .expect("connect to the test database");
+        MIGRATOR.run(&pool).await.expect("migrations apply");
+        TestDatabase { name, url, pool }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let url = format!("{}/postgres", server_url());
+        // Drop runs outside any runtime we could block on, so use a thread of our own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(mut admin) = PgConnection::connect(&url).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// How to start a test app.
+#[derive(Default)]
+pub struct AppOptions {
+    /// Start a Kakao Local stub and point the app at it.
+    pub kakao: bool,
+    /// Extra or overriding environment settings.
+    pub env: Vec<(&'static str, String)>,
+    /// Replace the database pool (e.g. one pointing at a dead server).
+    pub pool: Option<PgPool>,
+}
+
+/// A running application.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// HTTP client.
+    pub http: reqwest::Client,
+    /// The app's database (pool on it).
+    pub db: TestDatabase,
+    /// Token keys matching the app's secret.
+    pub keys: TokenKeys,
+    /// The Kakao stub, when requested.
+    pub kakao: Option<MockServer>,
+    /// The Redis key prefix of this app.
+    pub redis_prefix: String,
+    handle: ServerHandle,
+}
+
+impl TestApp {
+    /// The app with default options.
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(AppOptions::default()).await
+    }
+
+    /// The app with options.
+    pub async fn spawn_with(options: AppOptions) -> TestApp {
+        init_logs();
+        let db = TestDatabase::create().await;
+        let kakao = if options.kakao {
+            Some(MockServer::start().await)
+        } else {
+            None
+        };
+        let redis_prefix = format!("test:{}:", Uuid::new_v4().simple());
+        let mut env: HashMap<String, String> = [
+            ("DATABASE_URL", db.url.clone()),
+            ("REDIS_URL", redis_url()),
+            ("REDIS_KEY_PREFIX", redis_prefix.clone()),
+            ("JWT_SECRET", JWT_SECRET.to_string()),
+            ("HOST", "127.0.0.1".into()),
+            ("PORT", "0".into()),
+            ("HTTP_WORKERS", "2".into()),
+            ("DATABASE_MAX_CONNECTIONS", "8".into()),
+            ("PROJECTION_POLL_INTERVAL_MS", "20".into()),
+            ("READ_YOUR_WRITES_TIMEOUT_MS", "5000".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        if let Some(server) = &kakao {
+            env.insert("KAKAO_BASE_URL".into(), server.uri());
+            env.insert("KAKAO_REST_API_KEY".into(), "test-kakao-key".into());
+        }
+        for (k, v) in options.env {
+            env.insert(k.to_string(), v);
+        }
+        let settings = Settings::from_source(&env).expect("valid test settings");
+        let app = match options.pool {
+            Some(pool) => Application::build_with_pool(settings, pool).await,
+            None => Application::build(settings).await,
+        }
+        .expect("the application builds");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let handle = app.server_handle();
+        tokio::spawn(app.run_until_stopped());
+        TestApp {
+            base,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
+            db,
+            keys: TokenKeys::new(&SecretString::from(JWT_SECRET), Duration::from_secs(900)),
+            kakao,
+            redis_prefix,
+            handle,
+        }
+    }
+
+    /// The database pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.db.pool
+    }
+
+    /// A fresh user id and an access token for it.
+    pub fn user(&self, role: Role) -> (Uuid, String) {
+        let id = Uuid::new_v4();
+        let (token, _) = self.keys.issue(id, role).expect("token");
+        (id, token)
+    }
+
+    /// An access token for an existing user id.
+    pub fn token_for(&self, id: Uuid, role: Role) -> String {
+        self.keys.issue(id, role).expect("token").0
+    }
+
+    /// A token that expired a minute ago.
+    pub fn expired_token(&self, role: Role) -> String {
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            sub: Uuid::new_v4(),
+            role,
+            exp: now - 60,
+            iat: now - 960,
+            jti: Uuid::new_v4(),
+            iss: ISSUER.into(),
+            typ: ACCESS.into(),
+        };
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+        )
+        .expect("token")
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// A request with a JSON body.
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> Response {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Response {
+        self.send_json(reqwest::Method::POST, path, token, body)
+            .await
+    }
+
+    /// `PUT path` with a JSON body.
+    pub async fn put(&self, path: &str, token: Option<&str>, body: &Value) -> Response {
+        self.send_json(reqwest::Method::PUT, path, token, body)
+            .await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Response {
+        let mut req = self.http.delete(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// Registers a vehicle and returns its JSON; panics unless 201.
+    pub async fn register_vehicle(&self, token: &str, body: &Value) -> Value {
+        let res = self.post("/v1/vehicles", Some(token), body).await;
+        let status = res.status();
+        let json: Value = res.json().await.expect("json body");
+        assert_eq!(status, StatusCode::CREATED, "{json}");
+        json
+    }
+
+    /// Number of events in the log.
+    pub async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(self.pool())
+            .await
+            .expect("count events")
+    }
+
+    /// Stops the server.
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+}
+
+/// Reads a response as `(status, json)`.
+pub async fn json(res: Response) -> (StatusCode, Value) {
+    let status = res.status();
+    let text = res.text().await.expect("body");
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+/// Asserts the one error shape with `code`, returning the error object.
+pub fn assert_error(body: &Value, code: &str) -> Value {
+    let error = body
+        .get("error")
+        .unwrap_or_else(|| panic!("no error object in {body}"));
+    assert_eq!(error["code"], code, "{body}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(error["details"].is_array(), "{body}");
+    assert!(
+        error["correlation_id"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty()),
+        "{body}"
+    );
+    error.clone()
+}
+
+/// A valid `VehicleCreate` body at the given coordinates with a unique plate.
+pub fn vehicle_body(lat: f64, lng: f64) -> Value {
+    serde_json::json!({
+        "license_plate": unique_plate(),
+        "make": "현대",
+        "model": "쏘나타",
+        "year": 2023,
+        "color": "white",
+        "fuel_type": "hybrid",
+        "transmission": "automatic",
+        "hourly_rate": 12000,
+        "location_address": "서울특별시 중구 세종대로 110",
+        "location_lat": lat,
+        "location_lng": lng,
+        "description": "법인 업무용 차량"
+    })
+}
+
+/// A random plate such as `123가4567`.
+pub fn unique_plate() -> String {
+    let n: u32 = rand::random::<u32>() % 1_000_000_000;
+    let syllables = [
+        '가', '나', '다', '라', '마', '거', '너', '더', '러', '머', '버', '서', '어', '저', '고',
+        '노',
+    ];
+    let s = syllables[(n % 16) as usize];
+    format!("{:03}{s}{:04}", (n / 16) % 1000, (n / 16_000) % 10_000)
+}
+
+/// Polls `check` until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,809 @@
+//! The spine: the ordered event stream, projection runners (idempotency, gaps, dead letters),
+//! rebuilds, read-your-writes and the agreement of search with the domain's availability rules.
+
+use carshare_domain::vehicle::{AvailabilityRule, AvailabilityRules, Schedule};
+use carshare_domain::{MinuteOfDay, Role, TimeWindow};
+use carshare_event_store::{StreamCursor, StreamReader};
+use carshare_projections::rebuild::{self, RebuildSettings};
+use carshare_projections::runner::Step;
+use carshare_projections::vehicles::VehicleProjection;
+use carshare_projections::{ProgressBoard, Projection, ProjectionRunner, RunnerSettings, Target};
+use carshare_tests::{
+    assert_error, eventually, json, vehicle_body, AppOptions, TestApp, TestDatabase,
+};
+use chrono::{DateTime, Datelike, Duration as Days, NaiveDate, TimeZone, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+async fn insert_raw(
+    conn: &mut sqlx::PgConnection,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    sequence: i64,
+    event_type: &str,
+    payload: Value,
+) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         VALUES ($1, $2, $3, $4, '1.0', $5, '{}') RETURNING global_position",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .bind(sequence)
+    .bind(event_type)
+    .bind(payload)
+    .fetch_one(conn)
+    .await
+    .expect("insert event")
+}
+
+#[tokio::test]
+async fn an_event_committed_late_by_a_held_transaction_is_not_skipped() {
+    let db = TestDatabase::create().await;
+    let reader = StreamReader::new(db.pool.clone());
+
+    // Transaction A writes first (smaller position) and stays open.
+    let mut a = db.pool.begin().await.unwrap();
+    let pos_a = insert_raw(&mut a, "Probe", "a", 1, "Probed", json!({})).await;
+    // Transaction B writes later (larger position) and commits first.
+    let mut b = db.pool.begin().await.unwrap();
+    let pos_b = insert_raw(&mut b, "Probe", "b", 1, "Probed", json!({})).await;
+    b.commit().await.unwrap();
+    assert!(pos_a < pos_b);
+
+    // A reader following positions alone would now see B and move its cursor past A.
+    let naive: Vec<i64> =
+        sqlx::query_scalar("SELECT global_position FROM events ORDER BY global_position")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(naive, vec![pos_b]);
+
+    // The ordered reader holds back: A is older and still running.
+    let early = reader.read_after(StreamCursor::START, 100).await.unwrap();
+    assert!(
+        early.is_empty(),
+        "read past a running transaction: {early:?}"
+    );
+
+    a.commit().await.unwrap();
+    // Other tests' transactions in the same cluster may hold the horizon back briefly.
+    let mut seen = Vec::new();
+    for _ in 0..500 {
+        seen = reader.read_after(StreamCursor::START, 100).await.unwrap();
+        if seen.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen.len(), 2, "both events arrive once A commits: {seen:?}");
+    assert_eq!(seen[0].aggregate_id, "a");
+    assert_eq!(seen[1].aggregate_id, "b");
+    assert!(seen[0].cursor() < seen[1].cursor());
+
+    // And the naive cursor (past B) would never have returned A.
+    let after_naive: Vec<i64> =
+        sqlx::query_scalar("SELECT global_position FROM events WHERE global_position > $1")
+            .bind(pos_b)
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert!(after_naive.is_empty());
+}
+
+#[tokio::test]
+async fn the_stream_reads_in_batches_in_transaction_order() {
+    let db = TestDatabase::create().await;
+    for i in 1..=25 {
+        let mut tx = db.pool.begin().await.unwrap();
+        insert_raw(&mut tx, "Probe", &format!("p{i}"), 1, "Probed", json!({})).await;
+        tx.commit().await.unwrap();
+    }
+    let reader = StreamReader::new(db.pool.clone());
+    let mut cursor = StreamCursor::START;
+    let mut ids = Vec::new();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            reader
+                .read_after(StreamCursor::START, 100)
+                .await
+                .unwrap()
+                .len()
+                == 25
+        })
+        .await
+    );
+    loop {
+        let batch = reader.read_after(cursor, 10).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        assert!(batch.len() <= 10);
+        for e in &batch {
+            assert!(e.cursor() > cursor);
+            cursor = e.cursor();
+            ids.push(e.aggregate_id.clone());
+        }
+    }
+    let expected: Vec<String> = (1..=25).map(|i| format!("p{i}")).collect();
+    assert_eq!(ids, expected);
+}
+
+async fn snapshot(pool: &PgPool) -> String {
+    sqlx::query_scalar(
+        "SELECT coalesce(json_agg(t ORDER BY t.id)::text, '[]') FROM read.vehicles t",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// The cursor of the newest event in the log, ignoring the read horizon.
+async fn head_cursor(pool: &PgPool) -> StreamCursor {
+    let (tx, position): (String, i64) = sqlx::query_as(
+        "SELECT transaction_id::text, global_position FROM events \
+         ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    StreamCursor {
+        transaction_id: tx.parse().unwrap(),
+        position,
+    }
+}
+
+/// Steps the runner until it has applied every event in the log (other tests' transactions in
+/// the same cluster can hold the horizon back for a moment, so idling is not the end).
+async fn run_until_idle(runner: &ProjectionRunner) -> usize {
+    let head = head_cursor(runner.pool()).await;
+    let mut events = 0;
+    for _ in 0..10_000 {
+        match runner.step().await.unwrap() {
+            Step::Applied {
+                events: n, cursor, ..
+            } => {
+                events += n;
+                if cursor >= head {
+                    return events;
+                }
+            }
+            Step::Raced => {}
+            Step::Idle => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+    panic!("the runner never caught up");
+}
+
+fn runner(pool: &PgPool, batch_size: i64) -> ProjectionRunner {
+    ProjectionRunner::new(
+        pool.clone(),
+        Arc::new(VehicleProjection),
+        RunnerSettings {
+            batch_size,
+            poll_interval: Duration::from_millis(10),
+        },
+        ProgressBoard::default(),
+    )
+}
+
+/// Registers vehicles and changes them, straight through the command service.
+async fn write_history(pool: &PgPool, vehicles: usize) -> Vec<Uuid> {
+    use carshare_commands::vehicles::{
+        LocationInput, RegisterVehicle, UpdateVehicle, VehicleService,
+    };
+    use carshare_commands::SystemClock;
+    use carshare_domain::vehicle::{VehiclePatch, VehicleStatus};
+    use carshare_event_store::{CommitSignal, EventMetadata};
+    let service = VehicleService::new(
+        pool.clone(),
+        CommitSignal::default(),
+        None,
+        Arc::new(SystemClock),
+    );
+    let host = carshare_domain::Actor::new(Uuid::new_v4(), Role::Host);
+    let meta = |command: &str| EventMetadata {
+        correlation_id: Uuid::new_v4().to_string(),
+        causation_id: Uuid::new_v4().to_string(),
+        actor_id: Some(host.user_id),
+        actor_role: Some("host".into()),
+        idempotency_key: None,
+        issued_at: Utc::now(),
+        command: command.into(),
+    };
+    let mut ids = Vec::new();
+    for i in 0..vehicles {
+        let done = service
+            .register(
+                host,
+                RegisterVehicle {
+                    license_plate: carshare_tests::unique_plate(),
+                    make: "기아".into(),
+                    model: format!("K{}", 3 + i % 6),
+                    year: 2020 + (i % 5) as i32,
+                    color: None,
+                    fuel_type: None,
+                    transmission: None,
+                    hourly_rate: 10_000 + i as i64,
+                    location: LocationInput {
+                        address: "부산광역시 해운대구".into(),
+                        lat: Some(35.16 + i as f64 * 0.001),
+                        lng: Some(129.16),
+                    },
+                    description: Some(format!("차량 {i}")),
+                    images: vec![],
+                },
+                &meta("RegisterVehicle"),
+            )
+            .await
+            .expect("register");
+        let id = done.aggregate.state.unwrap().id;
+        ids.push(id);
+        if i % 2 == 0 {
+            service
+                .update(
+                    host,
+                    id,
+                    UpdateVehicle {
+                        patch: VehiclePatch {
+                            hourly_rate: Some(20_000 + i as i64),
+                            status: Some(if i % 4 == 0 {
+                                VehicleStatus::Maintenance
+                            } else {
+                                VehicleStatus::Active
+                            }),
+                            ..VehiclePatch::default()
+                        },
+                        ..UpdateVehicle::default()
+                    },
+                    &meta("UpdateVehicle"),
+                )
+                .await
+                .expect("update");
+        }
+        if i % 3 == 0 {
+            let rules = vec![AvailabilityRule {
+                schedule: Schedule::Weekly {
+                    day_of_week: (i % 7) as u8,
+                },
+                start: "08:00".parse().unwrap(),
+                end: "20:00".parse().unwrap(),
+                blocked: false,
+            }];
+            service
+                .set_availability(host, id, rules, &meta("SetAvailability"))
+                .await
+                .expect("availability");
+        }
+        if i % 5 == 4 {
+            service
+                .remove(host, id, Some("sold".into()), &meta("RemoveVehicle"))
+                .await
+                .expect("remove");
+        }
+    }
+    ids
+}
+
+#[tokio::test]
+async fn redelivered_events_change_nothing() {
+    let db = TestDatabase::create().await;
+    write_history(&db.pool, 12).await;
+    let runner = runner(&db.pool, 7);
+    let first = run_until_idle(&runner).await;
+    assert!(first > 12);
+    let before = snapshot(&db.pool).await;
+    assert_ne!(before, "[]");
+
+    // Everything delivered again from the start of the stream.
+    sqlx::query("UPDATE projection_checkpoints SET transaction_id = '0', global_position = 0")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let second = run_until_idle(&runner).await;
+    assert_eq!(second, first);
+    assert_eq!(snapshot(&db.pool).await, before);
+
+    // The same batch applied twice inside one transaction is a no-op the second time.
+    let reader = StreamReader::new(db.pool.clone());
+    let events = reader.read_after(StreamCursor::START, 1_000).await.unwrap();
+    let mut tx = db.pool.begin().await.unwrap();
+    VehicleProjection
+        .apply(&mut tx, Target::Live, &reader, &events)
+        .await
+        .unwrap();
+    VehicleProjection
+        .apply(&mut tx, Target::Live, &reader, &events)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(snapshot(&db.pool).await, before);
+}
+
+#[tokio::test]
+async fn a_gap_in_an_aggregate_is_repaired_from_the_log() {
+    let db = TestDatabase::create().await;
+    let ids = write_history(&db.pool, 3).await;
+    let reader = StreamReader::new(db.pool.clone());
+    let all = reader.read_after(StreamCursor::START, 1_000).await.unwrap();
+    // Deliver only the last event of the first vehicle (as a consumer that missed the others would).
+    let first = ids[0].to_string();
+    let last_of_first = all
+        .iter()
+        .rev()
+        .find(|e| e.aggregate_id == first)
+        .unwrap()
+        .clone();
+    assert!(last_of_first.sequence > 1);
+    let mut tx = db.pool.begin().await.unwrap();
+    let poisoned = VehicleProjection
+        .apply(
+            &mut tx,
+            Target::Live,
+            &reader,
+            std::slice::from_ref(&last_of_first),
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(poisoned.is_empty(), "{poisoned:?}");
+    let last_sequence: i64 =
+        sqlx::query_scalar("SELECT last_sequence FROM read.vehicles WHERE id = $1")
+            .bind(ids[0])
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(last_sequence, last_of_first.sequence);
+
+    // The repaired row equals the row built from the whole stream.
+    let repaired = snapshot(&db.pool).await;
+    sqlx::query("TRUNCATE read.vehicles")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let mut tx = db.pool.begin().await.unwrap();
+    let only_first: Vec<_> = all
+        .into_iter()
+        .filter(|e| e.aggregate_id == first)
+        .collect();
+    VehicleProjection
+        .apply(&mut tx, Target::Live, &reader, &only_first)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(snapshot(&db.pool).await, repaired);
+}
+
+#[tokio::test]
+async fn a_poison_event_is_dead_lettered_and_the_worker_goes_on() {
+    let app = TestApp::spawn().await;
+    let poisoned = Uuid::new_v4().to_string();
+    let mut conn = app.pool().acquire().await.unwrap();
+    insert_raw(
+        &mut conn,
+        "Vehicle",
+        &poisoned,
+        1,
+        "VehicleRegistered",
+        json!({"VehicleRegistered": {"garbage": true}}),
+    )
+    .await;
+    drop(conn);
+
+    // A valid vehicle registered after the poison event is still projected.
+    let (_, host) = app.user(Role::Host);
+    let vehicle = app
+        .register_vehicle(&host, &vehicle_body(37.56, 126.97))
+        .await;
+    let (status, _) = json(
+        app.get(
+            &format!("/v1/vehicles/{}", vehicle["id"].as_str().unwrap()),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // A later event of the poisoned vehicle waits behind it: dead-lettered too.
+    let mut conn = app.pool().acquire().await.unwrap();
+    insert_raw(
+        &mut conn,
+        "Vehicle",
+        &poisoned,
+        2,
+        "VehicleStatusChanged",
+        json!({"VehicleStatusChanged": {"status": "inactive", "previous": "active", "at": "2026-11-27T00:00:00Z"}}),
+    )
+    .await;
+    drop(conn);
+
+    let pool = app.pool().clone();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let pool = pool.clone();
+            async move {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM projection_dead_letters WHERE projection = 'vehicles'",
+                )
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                n == 2
+            }
+        })
+        .await
+    );
+    let errors: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT sequence, error FROM projection_dead_letters WHERE aggregate_id = $1 ORDER BY sequence",
+    )
+    .bind(&poisoned)
+    .fetch_all(app.pool())
+    .await
+    .unwrap();
+    assert!(
+        errors[0].1.contains("cannot decode VehicleRegistered"),
+        "{errors:?}"
+    );
+    assert!(errors[1].1.contains("waiting behind"), "{errors:?}");
+
+    // /ready reports it (still in service), /metrics counts it, admins can list it.
+    let (status, ready) = json(app.get("/ready", None).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(ready["status"], "degraded");
+    assert_eq!(ready["projections"][0]["dead_letters"], 2);
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics.contains("carshare_projection_dead_letters{projection=\"vehicles\"} 2"),
+        "{metrics}"
+    );
+    let (_, admin) = app.user(Role::Admin);
+    let (status, pipeline) = json(app.get("/v1/admin/projections", Some(&admin)).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(pipeline["dead_letters"].as_array().unwrap().len(), 2);
+    let (status, body) = json(app.get("/v1/admin/projections", Some(&host)).await).await;
+    assert_eq!(status, 403);
+    assert_error(&body, "AUTH005");
+
+    // The checkpoint moved past both: the worker did not stop.
+    let (_, host2) = app.user(Role::Host);
+    let v2 = app
+        .register_vehicle(&host2, &vehicle_body(37.57, 126.98))
+        .await;
+    let (status, _) = json(
+        app.get(
+            &format!("/v1/vehicles/{}", v2["id"].as_str().unwrap()),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+async fn indexes(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT indexdef FROM pg_indexes WHERE schemaname = 'read' AND tablename = 'vehicles' ORDER BY indexname")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_rebuild_leaves_the_read_table_identical_and_reads_keep_working() {
+    let app = TestApp::spawn().await;
+    let pool = app.pool().clone();
+    let ids = write_history(&pool, 25).await;
+    let reader = StreamReader::new(pool.clone());
+    let head = reader
+        .read_after(StreamCursor::START, 10_000)
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .cursor();
+    assert!(app_caught_up(&pool, head).await);
+    let before = snapshot(&pool).await;
+    let indexes_before = indexes(&pool).await;
+
+    let report = rebuild::rebuild(
+        &pool,
+        &VehicleProjection,
+        RebuildSettings { chunk_size: 9 },
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert!(report.events >= 25);
+    assert_eq!(
+        snapshot(&pool).await,
+        before,
+        "the rebuilt table differs from the live one"
+    );
+    assert_eq!(indexes(&pool).await, indexes_before);
+    let shadow: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('read.vehicles__rebuild')::text")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(shadow, None);
+
+    // During a second rebuild, reads answer and writes land; after it nothing is missing.
+    let live_id = ids.iter().find(|id| {
+        // a vehicle not removed (every fifth one is)
+        ids.iter()
+            .position(|x| x == *id)
+            .is_some_and(|i| i % 5 != 4)
+    });
+    let live_id = *live_id.unwrap();
+    let reads = {
+        let base = app.base.clone();
+        let http = app.http.clone();
+        tokio::spawn(async move {
+            let mut ok = 0;
+            for _ in 0..40 {
+                let res = http
+                    .get(format!("{base}/v1/vehicles/{live_id}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 200, "a read failed during the rebuild");
+                ok += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            ok
+        })
+    };
+    let (_, host) = app.user(Role::Host);
+    let writes = {
+        let base = app.base.clone();
+        let http = app.http.clone();
+        let host = host.clone();
+        tokio::spawn(async move {
+            let mut created = Vec::new();
+            for i in 0..5 {
+                let res = http
+                    .post(format!("{base}/v1/vehicles"))
+                    .bearer_auth(&host)
+                    .json(&vehicle_body(37.5 + f64::from(i) * 0.01, 127.0))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 201);
+                let v: Value = res.json().await.unwrap();
+                created.push(v["id"].as_str().unwrap().to_string());
+            }
+            created
+        })
+    };
+    rebuild::rebuild(
+        &pool,
+        &VehicleProjection,
+        RebuildSettings { chunk_size: 3 },
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(reads.await.unwrap(), 40);
+    let created = writes.await.unwrap();
+    for id in created {
+        let (status, _) = json(
+            app.get(&format!("/v1/vehicles/{id}?min_position=0.0"), None)
+                .await,
+        )
+        .await;
+        assert!(
+            eventually(Duration::from_secs(10), || {
+                let app = &app;
+                let id = id.clone();
+                async move { app.get(&format!("/v1/vehicles/{id}"), None).await.status() == 200 }
+            })
+            .await,
+            "vehicle {id} written during the rebuild is missing (first status {status})"
+        );
+    }
+    // And once more from scratch, the table still matches a full rebuild.
+    let now_head = reader
+        .read_after(StreamCursor::START, 10_000)
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .cursor();
+    assert!(app_caught_up(&pool, now_head).await);
+    let live = snapshot(&pool).await;
+    rebuild::rebuild(
+        &pool,
+        &VehicleProjection,
+        RebuildSettings::default(),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(snapshot(&pool).await, live);
+}
+
+async fn app_caught_up(pool: &PgPool, head: StreamCursor) -> bool {
+    eventually(Duration::from_secs(15), || {
+        let pool = pool.clone();
+        async move {
+            carshare_projections::runner::checkpoint(&pool, "vehicles")
+                .await
+                .unwrap()
+                .is_some_and(|c| c >= head)
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_client_reads_its_own_write_at_once() {
+    let app = TestApp::spawn().await;
+    let (_, host) = app.user(Role::Host);
+    for i in 0..5 {
+        let created = app
+            .register_vehicle(&host, &vehicle_body(37.50 + f64::from(i) * 0.001, 127.02))
+            .await;
+        let id = created["id"].as_str().unwrap();
+        let (status, got) = json(app.get(&format!("/v1/vehicles/{id}"), None).await).await;
+        assert_eq!(status, 200, "read right after the write: {got}");
+        assert_eq!(got, created);
+        let (_, mine) = json(app.get("/v1/hosts/me/vehicles", Some(&host)).await).await;
+        assert_eq!(mine.as_array().unwrap().len(), i as usize + 1);
+    }
+}
+
+#[tokio::test]
+async fn reads_wait_for_min_position_when_projections_run_elsewhere() {
+    let app = TestApp::spawn_with(AppOptions {
+        env: vec![
+            ("RUN_PROJECTIONS", "false".into()),
+            ("READ_YOUR_WRITES_TIMEOUT_MS", "300".into()),
+        ],
+        ..AppOptions::default()
+    })
+    .await;
+    let (_, host) = app.user(Role::Host);
+    let res = app
+        .post("/v1/vehicles", Some(&host), &vehicle_body(37.5, 127.0))
+        .await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers().get("x-read-model-lag").unwrap(), "true");
+    let position = res
+        .headers()
+        .get("x-stream-position")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let created: Value = res.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        app.get(&format!("/v1/vehicles/{id}"), None).await.status(),
+        404
+    );
+
+    // A worker in "another process" catches up while the read waits for the position.
+    let pool = app.pool().clone();
+    let worker = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let r = runner(&pool, 100);
+        run_until_idle(&r).await;
+    });
+    let (status, got) = json(
+        app.get(&format!("/v1/vehicles/{id}?min_position={position}"), None)
+            .await,
+    )
+    .await;
+    worker.await.unwrap();
+    assert_eq!(status, 200, "{got}");
+    let (status, body) = json(
+        app.get(&format!("/v1/vehicles/{id}?min_position=garbage"), None)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_error(&body, "REQ006");
+}
+
+/// A Monday at 00:00 in Seoul at least a week ahead.
+fn next_monday_kst() -> DateTime<Utc> {
+    let seoul = carshare_domain::SEOUL;
+    let today = Utc::now().with_timezone(&seoul).date_naive() + Days::days(7);
+    let monday = today + Days::days((7 - i64::from(today.weekday().num_days_from_monday())) % 7);
+    seoul
+        .from_local_datetime(&monday.and_hms_opt(0, 0, 0).unwrap())
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn random_rules(rng: &mut StdRng, base_date: NaiveDate) -> Vec<AvailabilityRule> {
+    let n = rng.random_range(0..6);
+    (0..n)
+        .map(|_| {
+            let start = rng.random_range(0..48u16) * 30;
+            let end = (start + rng.random_range(1..=48u16) * 30).min(1_440);
+            let schedule = if rng.random_bool(0.6) {
+                Schedule::Weekly {
+                    day_of_week: rng.random_range(0..7),
+                }
+            } else {
+                Schedule::OnDate {
+                    date: base_date + Days::days(rng.random_range(0..14)),
+                }
+            };
+            AvailabilityRule {
+                schedule,
+                start: MinuteOfDay::new(start).unwrap(),
+                end: MinuteOfDay::new(end).unwrap(),
+                blocked: rng.random_bool(0.25),
+            }
+        })
+        .collect()
+}
+
+fn rule_json(rule: &AvailabilityRule) -> Value {
+    serde_json::to_value(rule).unwrap()
+}
+
+#[tokio::test]
+async fn search_agrees_with_the_domain_availability_rules() {
+    let app = TestApp::spawn().await;
+    let (_, host) = app.user(Role::Host);
+    let mut rng = StdRng::seed_from_u64(20261127);
+    let base = next_monday_kst();
+    let base_date = base.with_timezone(&carshare_domain::SEOUL).date_naive();
+    let mut fleet: Vec<(String, AvailabilityRules)> = Vec::new();
+    for i in 0..40 {
+        let v = app
+            .register_vehicle(&host, &vehicle_body(36.35 + f64::from(i) * 0.0001, 127.38))
+            .await;
+        let id = v["id"].as_str().unwrap().to_string();
+        let rules = random_rules(&mut rng, base_date);
+        let body = json!({"rules": rules.iter().map(rule_json).collect::<Vec<_>>()});
+        let res = app
+            .post(
+                &format!("/v1/vehicles/{id}/availability"),
+                Some(&host),
+                &body,
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        fleet.push((id, AvailabilityRules(rules)));
+    }
+    for _ in 0..80 {
+        let start = base
+            + Days::minutes(rng.random_range(0..(13 * 24 * 60)))
+            + Days::seconds(if rng.random_bool(0.2) {
+                rng.random_range(1..60)
+            } else {
+                0
+            });
+        let end = start + Days::minutes(rng.random_range(30..(3 * 24 * 60)));
+        let window = TimeWindow::new(start, end).unwrap();
+        let expected: BTreeSet<String> = fleet
+            .iter()
+            .filter(|(_, rules)| rules.covers(&window))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let path = format!(
+            "/v1/vehicles?lat=36.352&lng=127.38&radius=2&limit=100&start_datetime={}&end_datetime={}",
+            start.to_rfc3339().replace('+', "%2B"),
+            end.to_rfc3339().replace('+', "%2B")
+        );
+        let (status, body) = json(app.get(&path, None).await).await;
+        assert_eq!(status, 200, "{body}");
+        let found: BTreeSet<String> = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(found, expected, "window {start} .. {end}");
+    }
+}
