@@ -1,6 +1,6 @@
 -- Vehicle read model: details, search (spatial + availability + text) and the host's list.
-CREATE EXTENSION IF NOT EXISTS cube;
-CREATE EXTENSION IF NOT EXISTS earthdistance;
+-- PostGIS (Debian: postgresql-15-postgis-3) for the spatial index, pg_trgm for text search.
+CREATE EXTENSION IF NOT EXISTS postgis;
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 
 CREATE TABLE read.vehicles (
@@ -17,6 +17,10 @@ CREATE TABLE read.vehicles (
     location_address    text             NOT NULL,
     location_lat        double precision NOT NULL,
     location_lng        double precision NOT NULL,
+    -- The pickup point in EPSG:5179 (Korea 2000 / Unified CS, metres): planar distances there
+    -- are within 0.2% of the true ones anywhere in Korea, and its GiST index builds by sorting.
+    location            geometry(Point, 5179) GENERATED ALWAYS AS
+                            (ST_Transform(ST_SetSRID(ST_MakePoint(location_lng, location_lat), 4326), 5179)) STORED,
     status              text             NOT NULL,
     images              jsonb            NOT NULL DEFAULT '[]',
     description         text,
@@ -39,9 +43,9 @@ CREATE TABLE read.vehicles (
     CONSTRAINT vehicles_pkey PRIMARY KEY (id)
 );
 
--- Nearest-first search over bookable vehicles (GiST KNN on earthdistance points).
+-- Nearest-first search over bookable vehicles (GiST KNN).
 CREATE INDEX vehicles_location_idx ON read.vehicles
-    USING gist (ll_to_earth(location_lat, location_lng))
+    USING gist (location)
     WHERE status = 'active' AND removed_at IS NULL;
 -- Text filter over make/model/description; trigrams work for Hangul as for Latin script.
 CREATE INDEX vehicles_search_text_idx ON read.vehicles USING gin (search_text gin_trgm_ops);

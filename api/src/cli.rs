@@ -65,6 +65,34 @@ pub async fn main() -> ExitCode {
     }
 }
 
+/// Projection tuning from `PROJECTION_BATCH_SIZE` and `PROJECTION_POLL_INTERVAL_MS`.
+fn runner_settings() -> Result<RunnerSettings, ConfigError> {
+    let defaults = RunnerSettings::default();
+    let read = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
+        match std::env::var(var) {
+            Err(_) => Ok(default),
+            Ok(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
+                var,
+                reason: format!("`{v}` is not a whole number"),
+            }),
+        }
+    };
+    let batch = read("PROJECTION_BATCH_SIZE", defaults.batch_size.unsigned_abs())?;
+    if !(1..=10_000).contains(&batch) {
+        return Err(ConfigError::Invalid {
+            var: "PROJECTION_BATCH_SIZE",
+            reason: "must be between 1 and 10000".into(),
+        });
+    }
+    Ok(RunnerSettings {
+        batch_size: i64::try_from(batch).unwrap_or(500),
+        poll_interval: Duration::from_millis(read(
+            "PROJECTION_POLL_INTERVAL_MS",
+            u64::try_from(defaults.poll_interval.as_millis()).unwrap_or(50),
+        )?),
+    })
+}
+
 fn log_setup() {
     let format = match std::env::var("LOG_FORMAT").as_deref() {
         Ok("pretty") => LogFormat::Pretty,
@@ -97,14 +125,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let pool = db.pool()?;
             MIGRATOR.run(&pool).await.context("applying migrations")?;
             let shutdown = CancellationToken::new();
+            let settings = runner_settings()?;
             let workers = spawn_projection_workers(
                 &pool,
-                RunnerSettings::default(),
+                settings,
                 &ProgressBoard::default(),
                 &CommitSignal::default(),
                 &shutdown,
             );
-            tokio::signal::ctrl_c().await?;
+            shutdown_signal().await;
             shutdown.cancel();
             for w in workers {
                 let _ = w.await;
@@ -169,8 +198,30 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .map(|p| p.name())
                 .collect();
             let statuses = carshare_projections::status::statuses(&pool, &names).await?;
-            eprintln!("{}", serde_json::to_string_pretty(&statuses)?);
+            print_json(&serde_json::to_string_pretty(&statuses)?);
             Ok(())
+        }
+    }
+}
+
+/// The command's answer goes to standard output (logs go elsewhere), so it can be piped.
+#[allow(clippy::print_stdout)]
+fn print_json(text: &str) {
+    println!("{text}");
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

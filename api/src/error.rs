@@ -378,3 +378,17 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod catalogue_tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn the_documented_catalogue_lists_every_code_with_its_status() {
+        let doc = include_str!("../../docs/errors.md");
+        for code in ErrorCode::ALL {
+            let row = format!("| {code} | {} |", code.status().as_u16());
+            assert!(doc.contains(&row), "docs/errors.md lacks the row `{row}`");
+        }
+    }
+}

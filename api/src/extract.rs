@@ -26,6 +26,27 @@ fn is_json(req: &HttpRequest) -> bool {
     }
 }
 
+/// A 400 for a body that is not JSON, pointing at where it stops being JSON.
+fn syntax_error(e: &serde_json::Error) -> ApiError {
+    ApiError::with_details(
+        ErrorCode::REQ001,
+        vec![FieldIssue::new(
+            "body",
+            "malformed_json",
+            format!(
+                "{}행 {}열 근처에서 JSON 구문 오류가 있습니다.",
+                e.line(),
+                e.column()
+            ),
+            format!(
+                "JSON syntax error near line {} column {}.",
+                e.line(),
+                e.column()
+            ),
+        )],
+    )
+}
+
 /// Turns a serde failure with its path into the error shape: syntax errors are 400 (REQ001),
 /// wrong types, unknown fields and unknown enum values are 422 (REQ002) naming the field.
 fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
@@ -34,23 +55,7 @@ fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     match inner.classify() {
         serde_json::error::Category::Syntax
         | serde_json::error::Category::Eof
-        | serde_json::error::Category::Io => ApiError::with_details(
-            ErrorCode::REQ001,
-            vec![FieldIssue::new(
-                "body",
-                "malformed_json",
-                format!(
-                    "{}행 {}열 근처에서 JSON 구문 오류가 있습니다.",
-                    inner.line(),
-                    inner.column()
-                ),
-                format!(
-                    "JSON syntax error near line {} column {}.",
-                    inner.line(),
-                    inner.column()
-                ),
-            )],
-        ),
+        | serde_json::error::Category::Io => syntax_error(inner),
         serde_json::error::Category::Data => {
             let field = field_name(&path, &inner.to_string(), "body");
             // serde's message names the expected type or the allowed values; drop its position.
@@ -87,8 +92,10 @@ fn field_name(path: &str, message: &str, root: &str) -> String {
     }
 }
 
-/// Parses `bytes` as JSON into `T`.
+/// Parses `bytes` as JSON into `T`. The syntax of the whole body is checked first, so a body
+/// that is not JSON is always a 400, whatever its first value looks like.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| syntax_error(&e))?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(json_error)?;
     de.end().map_err(|e| {

@@ -47,6 +47,20 @@ pub fn connect_lazy(settings: &PoolSettings) -> Result<PgPool, sqlx::Error> {
         .min_connections(0)
         .acquire_timeout(settings.acquire_timeout)
         .idle_timeout(Some(Duration::from_secs(300)))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                // A new server process loads PostGIS (and its projection library) on first
+                // use, tens of milliseconds: pay that when connecting, not in a request. A
+                // database without PostGIS yet (before migrations) simply skips it.
+                let _ = sqlx::Executor::execute(
+                    &mut *conn,
+                    "DO $$ BEGIN PERFORM ST_Transform(ST_SetSRID(ST_MakePoint(127, 37.5), 4326), 5179); \
+                     EXCEPTION WHEN OTHERS THEN NULL; END $$",
+                )
+                .await;
+                Ok(())
+            })
+        })
         .connect_lazy_with(options))
 }
 

@@ -14,7 +14,9 @@ use chrono::{DateTime, Utc};
 use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sqlx::postgres::PgRow;
+use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 use std::fmt;
 use std::str::FromStr;
@@ -64,7 +66,7 @@ impl FromStr for StreamCursor {
 }
 
 /// One event as stored, with its place in the stream.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct StoredEvent {
     /// Global position.
     pub position: i64,
@@ -80,10 +82,11 @@ pub struct StoredEvent {
     pub event_type: String,
     /// Shape version of the payload.
     pub event_version: String,
-    /// The event (cqrs-es serialises an enum variant as `{"Variant": {...}}`).
-    pub payload: serde_json::Value,
-    /// Metadata (see [`EventMetadata`]).
-    pub metadata: serde_json::Value,
+    /// The event as stored JSON (cqrs-es serialises an enum variant as `{"Variant": {...}}`);
+    /// kept unparsed so a reader pays for one typed parse, not a generic tree first.
+    pub payload: Box<RawValue>,
+    /// Metadata (see [`EventMetadata`]), unparsed.
+    pub metadata: Box<RawValue>,
     /// When Postgres recorded it.
     pub recorded_at: DateTime<Utc>,
 }
@@ -99,20 +102,27 @@ impl StoredEvent {
 
     /// The payload as the aggregate's event type.
     pub fn decode<E: DeserializeOwned>(&self) -> Result<E, serde_json::Error> {
-        E::deserialize(&self.payload)
+        serde_json::from_str(self.payload.get())
+    }
+
+    /// The payload as a JSON value.
+    pub fn payload_json(&self) -> serde_json::Value {
+        serde_json::from_str(self.payload.get()).unwrap_or(serde_json::Value::Null)
     }
 
     /// The metadata.
     pub fn meta(&self) -> EventMetadata {
-        EventMetadata::from_json(&self.metadata)
+        EventMetadata::from_json(
+            &serde_json::from_str(self.metadata.get()).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     fn from_row(row: &PgRow) -> Result<StoredEvent, sqlx::Error> {
-        let tx: String = row.try_get("transaction_id")?;
+        let tx: String = row.try_get("transaction_id_text")?;
         Ok(StoredEvent {
             position: row.try_get("global_position")?,
             transaction_id: tx.parse().map_err(|e| sqlx::Error::ColumnDecode {
-                index: "transaction_id".into(),
+                index: "transaction_id_text".into(),
                 source: Box::new(e),
             })?,
             aggregate_type: row.try_get("aggregate_type")?,
@@ -120,14 +130,17 @@ impl StoredEvent {
             sequence: row.try_get("sequence")?,
             event_type: row.try_get("event_type")?,
             event_version: row.try_get("event_version")?,
-            payload: row.try_get("payload")?,
-            metadata: row.try_get("metadata")?,
+            payload: row.try_get::<Json<Box<RawValue>>, _>("payload")?.0,
+            metadata: row.try_get::<Json<Box<RawValue>>, _>("metadata")?.0,
             recorded_at: row.try_get("recorded_at")?,
         })
     }
 
     fn upcast(self, upcasters: &[Box<dyn EventUpcaster>]) -> StoredEvent {
-        if upcasters.is_empty() {
+        if !upcasters
+            .iter()
+            .any(|u| u.can_upcast(&self.event_type, &self.event_version))
+        {
             return self;
         }
         let StoredEvent {
@@ -148,10 +161,13 @@ impl StoredEvent {
             aggregate_type,
             event_type,
             event_version,
-            payload,
-            metadata,
+            serde_json::from_str(payload.get()).unwrap_or(serde_json::Value::Null),
+            serde_json::from_str(metadata.get()).unwrap_or(serde_json::Value::Null),
         );
         let up = upcasters::upcast(upcasters, serialized);
+        let raw = |v: &serde_json::Value| {
+            serde_json::value::to_raw_value(v).unwrap_or_else(|_| raw_null())
+        };
         StoredEvent {
             position,
             transaction_id,
@@ -160,21 +176,36 @@ impl StoredEvent {
             sequence,
             event_type: up.event_type,
             event_version: up.event_version,
-            payload: up.payload,
-            metadata: up.metadata,
+            payload: raw(&up.payload),
+            metadata: raw(&up.metadata),
             recorded_at,
         }
     }
 }
 
-const COLUMNS: &str = "global_position, transaction_id::text AS transaction_id, aggregate_type, \
+// The transaction id leaves as text under another name: an output column named
+// `transaction_id` would shadow the xid8 column in ORDER BY and sort the stream as text.
+/// JSON `null`, for a value that cannot be re-serialised (never happens for upcaster output).
+fn raw_null() -> Box<RawValue> {
+    RawValue::NULL.to_owned()
+}
+
+const COLUMNS: &str =
+    "global_position, transaction_id::text AS transaction_id_text, aggregate_type, \
      aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
+
+/// The same without the metadata, for readers that do not use it.
+const COLUMNS_WITHOUT_METADATA: &str =
+    "global_position, transaction_id::text AS transaction_id_text, \
+     aggregate_type, aggregate_id, sequence, event_type, event_version, payload, \
+     '{}'::jsonb AS metadata, recorded_at";
 
 /// Reads the ordered stream. Cheap to clone; shared by the relay and the projection workers.
 #[derive(Clone)]
 pub struct StreamReader {
     pool: PgPool,
     upcasters: Arc<Vec<Box<dyn EventUpcaster>>>,
+    columns: &'static str,
 }
 
 impl StreamReader {
@@ -183,7 +214,15 @@ impl StreamReader {
         StreamReader {
             pool,
             upcasters: Arc::new(upcasters::all()),
+            columns: COLUMNS,
         }
+    }
+
+    /// A reader whose events carry empty metadata (less to read and parse, for consumers that
+    /// never look at it).
+    pub fn without_metadata(mut self) -> StreamReader {
+        self.columns = COLUMNS_WITHOUT_METADATA;
+        self
     }
 
     /// The pool the reader uses.
@@ -199,11 +238,12 @@ impl StreamReader {
         limit: i64,
     ) -> Result<Vec<StoredEvent>, sqlx::Error> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM events \
+            "SELECT {} FROM events \
              WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY transaction_id, global_position \
-             LIMIT $3"
+             ORDER BY events.transaction_id, events.global_position \
+             LIMIT $3",
+            self.columns
         );
         let rows = sqlx::query(&sql)
             .bind(after.transaction_id.to_string())
@@ -216,6 +256,50 @@ impl StreamReader {
             .collect()
     }
 
+    /// Sends every event after `after` that lies below the horizon when the call starts, in
+    /// stream order, as chunks of `chunk_size` through `sink`, from one streamed query: cheaper
+    /// than one query per chunk when the whole log is replayed. Returns the number of events
+    /// sent and the cursor of the last one. Stops early if the receiver goes away.
+    pub async fn stream_chunks(
+        &self,
+        after: StreamCursor,
+        chunk_size: usize,
+        sink: tokio::sync::mpsc::Sender<Vec<StoredEvent>>,
+    ) -> Result<(u64, StreamCursor), sqlx::Error> {
+        use futures::TryStreamExt;
+        let sql = format!(
+            "SELECT {} FROM events \
+             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY events.transaction_id, events.global_position",
+            self.columns
+        );
+        let mut rows = sqlx::query(&sql)
+            .bind(after.transaction_id.to_string())
+            .bind(after.position)
+            .fetch(&self.pool);
+        let mut chunk = Vec::with_capacity(chunk_size);
+        let mut sent: u64 = 0;
+        let mut last = after;
+        while let Some(row) = rows.try_next().await? {
+            let event = StoredEvent::from_row(&row)?.upcast(&self.upcasters);
+            last = event.cursor();
+            chunk.push(event);
+            if chunk.len() >= chunk_size {
+                sent += chunk.len() as u64;
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(chunk_size));
+                if sink.send(full).await.is_err() {
+                    return Ok((sent, last));
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            sent += chunk.len() as u64;
+            let _ = sink.send(chunk).await;
+        }
+        Ok((sent, last))
+    }
+
     /// The events of one aggregate with `after < sequence < before`, in order (used to repair a
     /// gap seen by a consumer that received a later event first).
     pub async fn aggregate_events_between(
@@ -226,9 +310,10 @@ impl StreamReader {
         before: i64,
     ) -> Result<Vec<StoredEvent>, sqlx::Error> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM events \
+            "SELECT {} FROM events \
              WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 AND sequence < $4 \
-             ORDER BY sequence"
+             ORDER BY sequence",
+            self.columns
         );
         let rows = sqlx::query(&sql)
             .bind(aggregate_type)

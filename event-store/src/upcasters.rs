@@ -56,7 +56,7 @@ mod tests {
             json!({}),
         );
         let new = upcast(&upcasters, old);
-        assert_eq!(new.event_version, "2.0");
+        assert_eq!(new.event_version, "2.0.0");
         assert_eq!(new.payload["HourlyRateChanged"]["hourly_rate"], 100);
     }
 }

@@ -48,7 +48,14 @@ pub trait Projection: Send + Sync {
     /// Whether events of this aggregate type concern it.
     fn handles(&self, aggregate_type: &str) -> bool;
 
-    /// Applies `events` (only handled types, in stream order) inside the caller's transaction.
+    /// Whether it reads event metadata (actor, correlation id); when not, the stream is read
+    /// without it.
+    fn needs_metadata(&self) -> bool {
+        true
+    }
+
+    /// Applies `events` (in stream order; events of types it does not handle are skipped) inside
+    /// the caller's transaction.
     /// Redelivered events must be no-ops; an event that cannot be applied is returned as
     /// poisoned, and later events of its aggregate must wait behind it (be poisoned too).
     /// `reader` serves to repair gaps: events of an aggregate missing before the one received.

@@ -48,7 +48,14 @@ pub enum RebuildError {
     /// A database error.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// A task of the rebuild failed.
+    #[error("{0}")]
+    Internal(String),
 }
+
+// Chunks of a rebuild need not wait for their WAL flush either: until the swap nothing reads
+// the shadow tables, and a crash before it discards them. The swap itself commits durably.
+use crate::runner::relaxed_commit;
 
 /// Name under which a rebuild's dead letters are kept until the swap.
 fn shadow_name(projection: &str) -> String {
@@ -164,21 +171,37 @@ async fn prepare_shadow(pool: &PgPool, table: &str) -> Result<Vec<DeferredIndex>
         .collect())
 }
 
+/// Lanes a rebuild writes in parallel.
+const LANES: usize = 3;
+
+/// Splits events by aggregate into `lanes` lists, each in stream order.
+fn split_into_lanes(events: Vec<StoredEvent>, lanes: usize) -> Vec<Vec<StoredEvent>> {
+    use std::hash::{Hash, Hasher};
+    let mut out: Vec<Vec<StoredEvent>> = (0..lanes)
+        .map(|_| Vec::with_capacity(events.len() / lanes + 1))
+        .collect();
+    for event in events {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        event.aggregate_type.hash(&mut hasher);
+        event.aggregate_id.hash(&mut hasher);
+        let lane = usize::try_from(hasher.finish() % lanes as u64).unwrap_or(0);
+        if let Some(list) = out.get_mut(lane) {
+            list.push(event);
+        }
+    }
+    out
+}
+
 async fn apply_chunk(
     conn: &mut PgConnection,
     projection: &dyn Projection,
     reader: &StreamReader,
     events: &[StoredEvent],
 ) -> Result<Vec<Poisoned>, sqlx::Error> {
-    let relevant: Vec<StoredEvent> = events
-        .iter()
-        .filter(|e| projection.handles(&e.aggregate_type))
-        .cloned()
-        .collect();
     let poisoned = projection
-        .apply(conn, Target::Rebuild, reader, &relevant)
+        .apply(conn, Target::Rebuild, reader, events)
         .await?;
-    record_dead_letters(conn, &shadow_name(projection.name()), &relevant, &poisoned).await?;
+    record_dead_letters(conn, &shadow_name(projection.name()), events, &poisoned).await?;
     Ok(poisoned)
 }
 
@@ -192,6 +215,11 @@ async fn replay_and_swap(
 ) -> Result<RebuildReport, RebuildError> {
     let name = projection.name();
     let reader = StreamReader::new(pool.clone());
+    let reader = if projection.needs_metadata() {
+        reader
+    } else {
+        reader.without_metadata()
+    };
     let total = u64::try_from(
         sqlx::query_scalar::<_, i64>("SELECT events_total FROM projection_rebuilds WHERE id = $1")
             .bind(run_id)
@@ -208,16 +236,66 @@ async fn replay_and_swap(
         deferred.extend(prepare_shadow(pool, table).await?);
     }
 
-    // Replay in committed chunks up to the horizon.
+    // Replay everything below the horizon from one streamed read, written in committed
+    // chunks (no long transaction holds the horizon back) while the next chunk streams in.
+    let (sink, mut chunks) = tokio::sync::mpsc::channel::<Vec<StoredEvent>>(2);
+    let producer = {
+        let reader = reader.clone();
+        let chunk_size = usize::try_from(settings.chunk_size).unwrap_or(5_000).max(1);
+        tokio::spawn(async move {
+            reader
+                .stream_chunks(StreamCursor::START, chunk_size, sink)
+                .await
+        })
+    };
     let mut cursor = StreamCursor::START;
     let mut done: u64 = 0;
     let mut dead: u64 = 0;
+    while let Some(events) = chunks.recv().await {
+        let Some(last) = events.last().map(StoredEvent::cursor) else {
+            continue;
+        };
+        let count = events.len() as u64;
+        // The chunk is split into lanes by aggregate, written side by side on their own
+        // connections: events of one aggregate always share a lane, so lanes never touch the
+        // same row, and each lane keeps stream order.
+        let lanes = split_into_lanes(events, LANES);
+        let written = lanes.iter().enumerate().map(|(lane, lane_events)| {
+            let reader = &reader;
+            let applied = done + count;
+            async move {
+                let mut tx = pool.begin().await?;
+                relaxed_commit(&mut tx).await?;
+                let poisoned = apply_chunk(&mut tx, projection, reader, lane_events).await?;
+                if lane == 0 {
+                    sqlx::query("UPDATE projection_rebuilds SET events_applied = $2 WHERE id = $1")
+                        .bind(run_id)
+                        .bind(i64::try_from(applied).unwrap_or(i64::MAX))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(poisoned.len() as u64)
+            }
+        });
+        for lane_dead in futures::future::try_join_all(written).await? {
+            dead += lane_dead;
+        }
+        cursor = last;
+        done += count;
+        progress(done, total.max(done));
+    }
+    producer
+        .await
+        .map_err(|e| RebuildError::Internal(format!("stream read task failed: {e}")))??;
+    // What was committed while the replay ran is caught up chunk by chunk.
     loop {
         let events = reader.read_after(cursor, settings.chunk_size).await?;
         let Some(last) = events.last().map(StoredEvent::cursor) else {
             break;
         };
         let mut tx = pool.begin().await?;
+        relaxed_commit(&mut tx).await?;
         dead += apply_chunk(&mut tx, projection, &reader, &events)
             .await?
             .len() as u64;
@@ -225,21 +303,33 @@ async fn replay_and_swap(
         cursor = last;
         done += events.len() as u64;
         progress(done, total.max(done));
-        sqlx::query("UPDATE projection_rebuilds SET events_applied = $2 WHERE id = $1")
-            .bind(run_id)
-            .bind(i64::try_from(done).unwrap_or(i64::MAX))
-            .execute(pool)
-            .await?;
-        if (events.len() as i64) < settings.chunk_size {
-            break;
-        }
     }
     let replay = started.elapsed();
 
+    // The deferred indexes are built side by side, each on its own connection.
     let indexing_started = Instant::now();
-    for index in &deferred {
-        tracing::debug!(projection = name, index = %index.live_name, "building index on the rebuilt table");
-        sqlx::query(&index.definition).execute(pool).await?;
+    let builds: Vec<_> = deferred
+        .into_iter()
+        .map(|index| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut conn = pool.acquire().await?;
+                sqlx::query("SET maintenance_work_mem = '256MB'")
+                    .execute(&mut *conn)
+                    .await?;
+                tracing::debug!(index = %index.live_name, "building index on the rebuilt table");
+                sqlx::query(&index.definition).execute(&mut *conn).await?;
+                sqlx::query("RESET maintenance_work_mem")
+                    .execute(&mut *conn)
+                    .await?;
+                Ok::<_, sqlx::Error>(())
+            })
+        })
+        .collect();
+    for build in builds {
+        build
+            .await
+            .map_err(|e| RebuildError::Internal(format!("index build task failed: {e}")))??;
     }
     let indexing = indexing_started.elapsed();
 

@@ -69,8 +69,13 @@ impl ProjectionRunner {
         settings: RunnerSettings,
         board: ProgressBoard,
     ) -> ProjectionRunner {
+        let reader = StreamReader::new(pool.clone());
         ProjectionRunner {
-            reader: StreamReader::new(pool.clone()),
+            reader: if projection.needs_metadata() {
+                reader
+            } else {
+                reader.without_metadata()
+            },
             pool,
             projection,
             settings,
@@ -172,19 +177,15 @@ impl ProjectionRunner {
         };
         let started = Instant::now();
         let mut tx = self.pool.begin().await?;
+        relaxed_commit(&mut tx).await?;
         if lock_checkpoint(&mut tx, name).await? != from {
             return Ok(Step::Raced);
         }
-        let relevant: Vec<StoredEvent> = events
-            .iter()
-            .filter(|e| self.projection.handles(&e.aggregate_type))
-            .cloned()
-            .collect();
         let poisoned = self
             .projection
-            .apply(&mut tx, Target::Live, &self.reader, &relevant)
+            .apply(&mut tx, Target::Live, &self.reader, &events)
             .await?;
-        record_dead_letters(&mut tx, name, &relevant, &poisoned).await?;
+        record_dead_letters(&mut tx, name, &events, &poisoned).await?;
         advance(&mut tx, name, last, events.len()).await?;
         tx.commit().await?;
         self.after_commit(last, events.len(), &poisoned, started);
@@ -278,6 +279,16 @@ impl ProjectionRunner {
         }
         Ok(())
     }
+}
+
+/// A projection batch need not wait for its WAL flush: its rows and its checkpoint commit
+/// together, so a crash that loses the commit loses both, and the batch is applied again from
+/// the log. This roughly halves the cost of a batch.
+pub(crate) async fn relaxed_commit(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 /// The checkpoint of `projection`, if it has one.

@@ -94,8 +94,10 @@ pub async fn observe(
         }
         let body = rendered.json(api_error.body(lang, &id));
         response = response.into_response(body);
-    } else if status.is_server_error() || status.is_client_error() {
-        // A failure produced outside our handlers (actix itself): keep the one error shape.
+    } else if let Some(cause) = response.response().error() {
+        // A failure produced by actix itself rather than by our handlers (e.g. a method not
+        // allowed): keep the one error shape. Responses our handlers built on purpose (such as
+        // a 503 from /ready) carry no error and pass through untouched.
         let code = match status.as_u16() {
             404 => ErrorCode::REQ007,
             405 => ErrorCode::REQ008,
@@ -104,12 +106,11 @@ pub async fn observe(
             400..=499 => ErrorCode::REQ006,
             _ => ErrorCode::SYS003,
         };
-        let err = ApiError::new(code);
-        if let Some(cause) = response.response().error() {
+        {
             let _entered = span.enter();
             tracing::warn!(code = %code, error = %cause, "request failed outside a handler");
         }
-        let body = HttpResponse::build(code.status()).json(err.body(lang, &id));
+        let body = HttpResponse::build(code.status()).json(ApiError::new(code).body(lang, &id));
         response = response.into_response(body);
     }
 

@@ -38,6 +38,10 @@ impl Projection for VehicleProjection {
         aggregate_type == Vehicle::TYPE
     }
 
+    fn needs_metadata(&self) -> bool {
+        false
+    }
+
     async fn apply(
         &self,
         conn: &mut PgConnection,
@@ -46,6 +50,10 @@ impl Projection for VehicleProjection {
         events: &[StoredEvent],
     ) -> Result<Vec<Poisoned>, sqlx::Error> {
         let table = target.table("vehicles");
+        let events: Vec<&StoredEvent> = events
+            .iter()
+            .filter(|e| self.handles(&e.aggregate_type))
+            .collect();
         let ids: Vec<Uuid> = events
             .iter()
             .filter_map(|e| Uuid::parse_str(&e.aggregate_id).ok())
@@ -53,11 +61,12 @@ impl Projection for VehicleProjection {
             .into_iter()
             .collect();
         let mut rows: HashMap<Uuid, VehicleRow> = row::load(conn, &table, &ids).await?;
+        let existed: HashSet<Uuid> = rows.keys().copied().collect();
         let mut changed: HashSet<Uuid> = HashSet::new();
         let mut blocked: HashSet<Uuid> = HashSet::new();
         let mut poisoned = Vec::new();
 
-        for event in events {
+        for &event in &events {
             let Ok(id) = Uuid::parse_str(&event.aggregate_id) else {
                 poisoned.push(Poisoned {
                     position: event.position,
@@ -80,9 +89,9 @@ impl Projection for VehicleProjection {
             }
             // A gap: events of this vehicle are missing before this one. Fetch them from the
             // log and apply them first; never skip.
-            let mut pending: Vec<StoredEvent> = Vec::new();
+            let mut missing: Vec<StoredEvent> = Vec::new();
             if event.sequence > last + 1 {
-                pending = reader
+                missing = reader
                     .aggregate_events_between(
                         &event.aggregate_type,
                         &event.aggregate_id,
@@ -91,20 +100,19 @@ impl Projection for VehicleProjection {
                     )
                     .await?;
                 let expected = event.sequence - last - 1;
-                if i64::try_from(pending.len()).unwrap_or(i64::MAX) != expected {
+                if i64::try_from(missing.len()).unwrap_or(i64::MAX) != expected {
                     poisoned.push(Poisoned {
                         position: event.position,
                         error: format!(
                             "sequence gap: expected {expected} earlier events after {last}, the log has {}",
-                            pending.len()
+                            missing.len()
                         ),
                     });
                     blocked.insert(id);
                     continue;
                 }
             }
-            pending.push(event.clone());
-            for e in &pending {
+            for e in missing.iter().chain(std::iter::once(event)) {
                 if let Err(error) = apply_one(&mut rows, id, e) {
                     let error = if e.position == event.position {
                         error
@@ -122,8 +130,14 @@ impl Projection for VehicleProjection {
             }
         }
 
-        let to_write: Vec<&VehicleRow> = changed.iter().filter_map(|id| rows.get(id)).collect();
-        row::upsert(conn, &table, &to_write).await?;
+        // Rows that did not exist when loaded are inserted plainly: the projection's lock (the
+        // checkpoint row, or the rebuild owning its shadow) rules out a concurrent insert.
+        let (new, existing): (Vec<&VehicleRow>, Vec<&VehicleRow>) = changed
+            .iter()
+            .filter_map(|id| rows.get(id))
+            .partition(|r| !existed.contains(&r.id));
+        row::write(conn, &table, &new, row::Write::Insert).await?;
+        row::write(conn, &table, &existing, row::Write::Upsert).await?;
         Ok(poisoned)
     }
 }

@@ -127,31 +127,44 @@ pub struct SearchQuery {
     pub after: Option<SearchCursor>,
 }
 
-/// Position in a search: the sort key (distance along the chord) and id of the last hit.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Position in a search. Results come nearest first (a KNN scan, which cannot add a second
+/// sort key), so vehicles at exactly the same distance — a fleet parked in one garage — tie
+/// in no particular order. The cursor therefore holds the last distance key and the ids already
+/// returned at that key; the next page starts at that key and leaves those ids out.
+#[derive(Debug, Clone, PartialEq)]
 pub struct SearchCursor {
-    /// Sort key of the last hit.
+    /// Sort key (projected distance in metres) of the last hit.
     pub key: f64,
-    /// Id of the last hit.
-    pub id: Uuid,
+    /// Ids already returned with exactly that key.
+    pub seen: Vec<Uuid>,
 }
 
+/// Most ids a cursor carries (a tie group larger than this is cut short).
+const MAX_SEEN: usize = 500;
+
 impl SearchCursor {
-    /// The opaque token (the float travels as its exact bits).
+    /// The opaque token (the float travels as its exact bits, ids in compact form).
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("{:016x}|{}", self.key.to_bits(), self.id))
+        let ids: Vec<String> = self.seen.iter().map(|id| id.simple().to_string()).collect();
+        URL_SAFE_NO_PAD.encode(format!("{:016x}|{}", self.key.to_bits(), ids.join(".")))
     }
 
     /// Reads a token; `None` if it is not one of ours.
     pub fn decode(token: &str) -> Option<SearchCursor> {
         let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(token).ok()?).ok()?;
-        let (bits, id) = raw.split_once('|')?;
+        let (bits, ids) = raw.split_once('|')?;
         let key = f64::from_bits(u64::from_str_radix(bits, 16).ok()?);
-        key.is_finite().then_some(())?;
-        Some(SearchCursor {
-            key,
-            id: Uuid::parse_str(id).ok()?,
-        })
+        if !key.is_finite() || key < 0.0 {
+            return None;
+        }
+        let seen = if ids.is_empty() {
+            Vec::new()
+        } else {
+            ids.split('.')
+                .map(|id| Uuid::parse_str(id).ok())
+                .collect::<Option<Vec<_>>>()?
+        };
+        (seen.len() <= MAX_SEEN).then_some(SearchCursor { key, seen })
     }
 }
 
@@ -180,18 +193,21 @@ fn like_pattern(text: &str) -> String {
     format!("%{escaped}%")
 }
 
+/// The search centre ($1 = latitude, $2 = longitude) in the table's projection (EPSG:5179).
+const CENTER: &str = "ST_Transform(ST_SetSRID(ST_MakePoint($2, $1), 4326), 5179)";
+
 /// A value bound to a numbered placeholder of a dynamically built query.
 enum Arg {
     Text(String),
     Int(i64),
     Float(f64),
-    Id(Uuid),
+    Ids(Vec<Uuid>),
 }
 
 /// Active vehicles within the radius that are bookable for the whole window, nearest first,
 /// and the cursor of the next page if there is one.
 ///
-/// The spatial part is a KNN scan of the GiST index on `ll_to_earth(lat, lng)`; availability is
+/// The spatial part is a KNN scan of the GiST index on the projected point; availability is
 /// checked on precomputed multiranges: weekly minute-of-week ranges and dated instants (see
 /// `docs/read-models.md`).
 pub async fn search(
@@ -203,12 +219,11 @@ pub async fn search(
     // $1..$9 are fixed; optional filters take $10 onwards, in the order they are added.
     let mut sql = format!(
         "SELECT {COLUMNS}, \
-           earth_distance(ll_to_earth(location_lat, location_lng), ll_to_earth($1, $2)) / 1000.0 AS distance_km, \
-           ll_to_earth(location_lat, location_lng) <-> ll_to_earth($1, $2) AS sort_key \
+           ST_Distance(location, {CENTER}) / 1000.0 AS distance_km, \
+           location <-> {CENTER} AS sort_key \
          FROM read.vehicles \
          WHERE status = 'active' AND removed_at IS NULL \
-           AND earth_box(ll_to_earth($1, $2), $3) @> ll_to_earth(location_lat, location_lng) \
-           AND earth_distance(ll_to_earth(location_lat, location_lng), ll_to_earth($1, $2)) <= $3 \
+           AND ST_DWithin(location, {CENTER}, $3) \
            AND NOT (weekly_blocked && int4range($4, $5)) AND NOT (weekly_blocked && int4range($6, $7)) \
            AND NOT (dated_blocked && tstzrange($8, $9)) \
            AND NOT (reserved && tstzrange($8, $9)) \
@@ -243,17 +258,18 @@ pub async fn search(
         let p = placeholder(&mut args, Arg::Int(max));
         sql.push_str(&format!(" AND hourly_rate <= {p}"));
     }
-    if let Some(after) = q.after {
+    if let Some(after) = &q.after {
         let k = placeholder(&mut args, Arg::Float(after.key));
-        let i = placeholder(&mut args, Arg::Id(after.id));
+        let seen = placeholder(&mut args, Arg::Ids(after.seen.clone()));
         sql.push_str(&format!(
-            " AND (ll_to_earth(location_lat, location_lng) <-> ll_to_earth($1, $2), id) > ({k}, {i})"
+            " AND (location <-> {CENTER} > {k} \
+               OR (location <-> {CENTER} = {k} AND id <> ALL({seen}::uuid[])))"
         ));
     }
+    // Ordering by the distance alone lets Postgres walk the GiST index nearest-first and stop
+    // after the page; a second sort key would force it to collect the whole radius and sort.
     let limit = placeholder(&mut args, Arg::Int(q.limit + 1));
-    sql.push_str(&format!(
-        " ORDER BY ll_to_earth(location_lat, location_lng) <-> ll_to_earth($1, $2), id LIMIT {limit}"
-    ));
+    sql.push_str(&format!(" ORDER BY location <-> {CENTER} LIMIT {limit}"));
 
     let mut query = sqlx::query_as::<_, HitRow>(&sql)
         .bind(q.lat)
@@ -270,15 +286,31 @@ pub async fn search(
             Arg::Text(v) => query.bind(v),
             Arg::Int(v) => query.bind(v),
             Arg::Float(v) => query.bind(v),
-            Arg::Id(v) => query.bind(v),
+            Arg::Ids(v) => query.bind(v),
         };
     }
     let mut hits: Vec<HitRow> = query.fetch_all(pool).await?;
+    // Ties in distance come back in no particular order: show them by id.
+    hits.sort_by(|a, b| {
+        a.sort_key
+            .total_cmp(&b.sort_key)
+            .then(a.vehicle.id.cmp(&b.vehicle.id))
+    });
     let next = if hits.len() as i64 > q.limit {
         hits.truncate(usize::try_from(q.limit).unwrap_or(0));
-        hits.last().map(|h| SearchCursor {
-            key: h.sort_key,
-            id: h.vehicle.id,
+        hits.last().map(|last| {
+            let key = last.sort_key;
+            let mut seen: Vec<Uuid> = match &q.after {
+                Some(prev) if prev.key == key => prev.seen.clone(),
+                _ => Vec::new(),
+            };
+            seen.extend(
+                hits.iter()
+                    .filter(|h| h.sort_key == key)
+                    .map(|h| h.vehicle.id),
+            );
+            seen.truncate(MAX_SEEN);
+            SearchCursor { key, seen }
         })
     } else {
         None

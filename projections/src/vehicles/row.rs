@@ -202,14 +202,154 @@ fn tstz_multirange(spans: &[(DateTime<Utc>, DateTime<Utc>)]) -> String {
     format!("{{{}}}", parts.join(","))
 }
 
-/// Writes rows (insert or replace) in one statement.
-pub(crate) async fn upsert(
+/// Every written column, in `COPY` order (the generated `location` is computed by Postgres).
+const WRITE_COLUMNS: &str = "id, owner_id, license_plate, make, model, year, color, fuel_type, \
+    transmission, hourly_rate, location_address, location_lat, location_lng, status, images, \
+    description, availability, has_available_rules, weekly_available, weekly_blocked, \
+    dated_available, dated_blocked, search_text, removed_at, created_at, updated_at, \
+    last_sequence, last_position";
+
+/// Appends `value` to a `COPY ... (FORMAT text)` line, escaped.
+fn copy_text(line: &mut String, value: &str) {
+    if !value
+        .bytes()
+        .any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+    {
+        line.push_str(value);
+        return;
+    }
+    for c in value.chars() {
+        match c {
+            '\\' => line.push_str("\\\\"),
+            '\t' => line.push_str("\\t"),
+            '\n' => line.push_str("\\n"),
+            '\r' => line.push_str("\\r"),
+            c => line.push(c),
+        }
+    }
+}
+
+fn copy_opt(line: &mut String, value: Option<&str>) {
+    match value {
+        Some(v) => copy_text(line, v),
+        None => line.push_str("\\N"),
+    }
+}
+
+fn copy_time(line: &mut String, value: Option<DateTime<Utc>>) {
+    match value {
+        Some(t) => line.push_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+        None => line.push_str("\\N"),
+    }
+}
+
+/// Inserts new rows with `COPY`.
+async fn copy_in(
     conn: &mut PgConnection,
     table: &str,
     rows: &[&VehicleRow],
 ) -> Result<(), sqlx::Error> {
+    use std::fmt::Write as _;
+    let mut data = String::with_capacity(rows.len() * 640);
+    for r in rows {
+        let rules = r.rules();
+        let images = serde_json::to_string(&r.images.0).unwrap_or_else(|_| "[]".into());
+        let availability = serde_json::to_string(&r.availability.0).unwrap_or_else(|_| "[]".into());
+        // Writing into a String cannot fail.
+        let _ = write!(data, "{}\t{}\t", r.id, r.owner_id);
+        copy_text(&mut data, &r.license_plate);
+        data.push('\t');
+        copy_text(&mut data, &r.make);
+        data.push('\t');
+        copy_text(&mut data, &r.model);
+        let _ = write!(data, "\t{}\t", r.year);
+        copy_opt(&mut data, r.color.as_deref());
+        data.push('\t');
+        copy_opt(&mut data, r.fuel_type.as_deref());
+        data.push('\t');
+        copy_opt(&mut data, r.transmission.as_deref());
+        let _ = write!(data, "\t{}\t", r.hourly_rate);
+        copy_text(&mut data, &r.location_address);
+        let _ = write!(data, "\t{}\t{}\t", r.location_lat, r.location_lng);
+        copy_text(&mut data, &r.status);
+        data.push('\t');
+        copy_text(&mut data, &images);
+        data.push('\t');
+        copy_opt(&mut data, r.description.as_deref());
+        data.push('\t');
+        copy_text(&mut data, &availability);
+        let _ = write!(
+            data,
+            "\t{}\t{}\t{}\t",
+            if rules.has_available_rules() {
+                't'
+            } else {
+                'f'
+            },
+            int_multirange(&rules.weekly_minutes(false)),
+            int_multirange(&rules.weekly_minutes(true)),
+        );
+        copy_text(&mut data, &tstz_multirange(&rules.dated_instants(false)));
+        data.push('\t');
+        copy_text(&mut data, &tstz_multirange(&rules.dated_instants(true)));
+        data.push('\t');
+        copy_text(&mut data, &r.search_text());
+        data.push('\t');
+        copy_time(&mut data, r.removed_at);
+        data.push('\t');
+        copy_time(&mut data, Some(r.created_at));
+        data.push('\t');
+        copy_time(&mut data, Some(r.updated_at));
+        let _ = writeln!(data, "\t{}\t{}", r.last_sequence, r.last_position);
+    }
+    let mut copy = conn
+        .copy_in_raw(&format!(
+            "COPY {table} ({WRITE_COLUMNS}) FROM STDIN (FORMAT text)"
+        ))
+        .await?;
+    copy.send(data.into_bytes()).await?;
+    copy.finish().await?;
+    Ok(())
+}
+
+/// Replaces an existing row, but never with an older state of it (redelivered events).
+const UPSERT: &str = "ON CONFLICT (id) DO UPDATE SET owner_id = EXCLUDED.owner_id, \
+    license_plate = EXCLUDED.license_plate, make = EXCLUDED.make, model = EXCLUDED.model, \
+    year = EXCLUDED.year, color = EXCLUDED.color, fuel_type = EXCLUDED.fuel_type, \
+    transmission = EXCLUDED.transmission, hourly_rate = EXCLUDED.hourly_rate, \
+    location_address = EXCLUDED.location_address, location_lat = EXCLUDED.location_lat, \
+    location_lng = EXCLUDED.location_lng, status = EXCLUDED.status, images = EXCLUDED.images, \
+    description = EXCLUDED.description, availability = EXCLUDED.availability, \
+    has_available_rules = EXCLUDED.has_available_rules, \
+    weekly_available = EXCLUDED.weekly_available, weekly_blocked = EXCLUDED.weekly_blocked, \
+    dated_available = EXCLUDED.dated_available, dated_blocked = EXCLUDED.dated_blocked, \
+    search_text = EXCLUDED.search_text, removed_at = EXCLUDED.removed_at, \
+    created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, \
+    last_sequence = EXCLUDED.last_sequence, last_position = EXCLUDED.last_position \
+    WHERE cur.last_sequence < EXCLUDED.last_sequence";
+
+/// How rows are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Write {
+    /// Rows known not to exist yet (the caller holds the projection's lock): `COPY`, the
+    /// cheapest way into a table.
+    Insert,
+    /// Rows that may exist: insert or replace, never going back to an older sequence.
+    Upsert,
+}
+
+/// Writes rows in one statement.
+pub(crate) async fn write(
+    conn: &mut PgConnection,
+    table: &str,
+    rows: &[&VehicleRow],
+    mode: Write,
+) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());
+    }
+    if mode == Write::Insert {
+        return copy_in(conn, table, rows).await;
     }
     let n = rows.len();
     let mut id = Vec::with_capacity(n);
@@ -292,20 +432,7 @@ pub(crate) async fn upsert(
              hourly_rate, location_address, location_lat, location_lng, status, images, description, \
              availability, has_available_rules, weekly_available, weekly_blocked, dated_available, \
              dated_blocked, search_text, removed_at, created_at, updated_at, last_sequence, last_position) \
-         ON CONFLICT (id) DO UPDATE SET owner_id = EXCLUDED.owner_id, \
-           license_plate = EXCLUDED.license_plate, make = EXCLUDED.make, model = EXCLUDED.model, \
-           year = EXCLUDED.year, color = EXCLUDED.color, fuel_type = EXCLUDED.fuel_type, \
-           transmission = EXCLUDED.transmission, hourly_rate = EXCLUDED.hourly_rate, \
-           location_address = EXCLUDED.location_address, location_lat = EXCLUDED.location_lat, \
-           location_lng = EXCLUDED.location_lng, status = EXCLUDED.status, images = EXCLUDED.images, \
-           description = EXCLUDED.description, availability = EXCLUDED.availability, \
-           has_available_rules = EXCLUDED.has_available_rules, \
-           weekly_available = EXCLUDED.weekly_available, weekly_blocked = EXCLUDED.weekly_blocked, \
-           dated_available = EXCLUDED.dated_available, dated_blocked = EXCLUDED.dated_blocked, \
-           search_text = EXCLUDED.search_text, removed_at = EXCLUDED.removed_at, \
-           created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, \
-           last_sequence = EXCLUDED.last_sequence, last_position = EXCLUDED.last_position \
-         WHERE cur.last_sequence < EXCLUDED.last_sequence"
+         {UPSERT}"
     );
     sqlx::query(&sql)
         .bind(id)

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Makes sure the local services the platform needs are installed and running:
+# PostgreSQL (with contrib extensions) on 127.0.0.1:5432 and Redis on 127.0.0.1:6379.
+# Installs them from Debian's packages when absent (needs root), starts them when stopped.
+# Source it (`. scripts/services.sh`) and call `ensure_services`, or run it directly.
+set -euo pipefail
+
+log() { printf '\033[1;34m[services]\033[0m %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_install() {
+  log "installing $* from Debian's packages"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+pg_ready() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
+
+ensure_postgres() {
+  if ! command -v pg_ctlcluster >/dev/null 2>&1 || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
+    apt_install postgresql postgresql-contrib
+  fi
+  if ! pg_ready; then
+    local version
+    version="$(ls /etc/postgresql | sort -V | tail -n1)"
+    log "starting PostgreSQL $version"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    for _ in $(seq 1 60); do pg_ready && break; sleep 0.5; done
+  fi
+  pg_ready || { log "PostgreSQL did not come up on 127.0.0.1:5432"; return 1; }
+  # PostGIS backs the vehicle search's spatial index.
+  local major
+  major="$(psql "postgres://postgres:postgres@127.0.0.1:5432/postgres" -Atqc 'SHOW server_version_num' 2>/dev/null | cut -c1-2 || true)"
+  major="${major:-$(ls /etc/postgresql | sort -V | tail -n1)}"
+  if [ ! -f "/usr/share/postgresql/$major/extension/postgis.control" ]; then
+    apt_install "postgresql-$major-postgis-3"
+  fi
+  # A fresh Debian install asks for a password over TCP: give the postgres role the one the
+  # default URLs use. (Where the server trusts local TCP connections, this changes nothing.)
+  if ! psql "postgres://postgres:postgres@127.0.0.1:5432/postgres" -Atqc 'SELECT 1' >/dev/null 2>&1; then
+    log "setting the local postgres role's password"
+    as_root su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+  fi
+}
+
+redis_ready() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
+
+ensure_redis() {
+  if ! command -v redis-server >/dev/null 2>&1; then
+    apt_install redis-server
+  fi
+  if ! redis_ready; then
+    log "starting Redis"
+    as_root mkdir -p /var/lib/redis /var/log/redis
+    as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" \
+      --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    for _ in $(seq 1 40); do redis_ready && break; sleep 0.25; done
+  fi
+  redis_ready || { log "Redis did not come up on 127.0.0.1:6379"; return 1; }
+}
+
+# Creates database $1 on the local server if it does not exist.
+ensure_database() {
+  local db="$1"
+  local admin="postgres://postgres:postgres@127.0.0.1:5432/postgres"
+  if [ "$(psql "$admin" -Atqc "SELECT 1 FROM pg_database WHERE datname = '$db'")" != "1" ]; then
+    log "creating database $db"
+    psql "$admin" -qc "CREATE DATABASE \"$db\"" >/dev/null
+  fi
+}
+
+ensure_services() {
+  ensure_postgres
+  ensure_redis
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  ensure_services
+fi
