@@ -18,5 +18,8 @@ export PORT="${PORT:-3000}"
 
 ensure_database "$(basename "${DATABASE_URL%%\?*}")"
 cargo build --release --locked -p carshare-api
+./target/release/carshare migrate
+# Demo accounts and vehicles (idempotent), so there is something to sign in to and search.
+./target/release/carshare demo seed
 log "serving on http://127.0.0.1:${PORT} (OpenAPI at /v1/openapi.json)"
 exec ./target/release/carshare serve

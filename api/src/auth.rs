@@ -43,6 +43,10 @@ pub struct Claims {
     pub iss: String,
     /// Token type (`access`).
     pub typ: String,
+    /// The session (refresh-token family) the token was issued in; revoking the session
+    /// revokes its access tokens too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fam: Option<Uuid>,
 }
 
 /// Signs and verifies access tokens.
@@ -75,11 +79,26 @@ impl TokenKeys {
         }
     }
 
-    /// Issues an access token for `user`.
+    /// Issues an access token for `user` outside any session (tests, tools).
     pub fn issue(
         &self,
         user: Uuid,
         role: Role,
+    ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+        self.issue_in(user, role, None)
+    }
+
+    /// The lifetime of access tokens.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Issues an access token for `user` in session `family`.
+    pub fn issue_in(
+        &self,
+        user: Uuid,
+        role: Role,
+        family: Option<Uuid>,
     ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
         let now = Utc::now().timestamp();
         let claims = Claims {
@@ -90,6 +109,7 @@ impl TokenKeys {
             jti: Uuid::new_v4(),
             iss: ISSUER.into(),
             typ: ACCESS.into(),
+            fam: family,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
         Ok((token, claims))
@@ -117,41 +137,69 @@ pub trait RevocationCheck: Send + Sync {
     async fn is_revoked(&self, claims: &Claims) -> Result<bool, RedisDown>;
 }
 
-/// The Redis denylist: key `revoked:jti:<jti>` exists until the token would have expired anyway.
+/// The Redis denylist. A token is refused while any of these keys exists: `revoked:jti:<jti>`
+/// (that token: logout), `revoked:family:<fam>` (its session: logout, or a reused refresh
+/// token), `revoked:user:<sub>` (every session: the account was erased). Each key lives as long
+/// as an access token can, after which the tokens it covers have expired anyway.
 pub struct RedisRevocations {
     redis: Arc<RedisHandle>,
+    access_ttl: Duration,
 }
 
 impl RedisRevocations {
-    /// Over the shared handle.
-    pub fn new(redis: Arc<RedisHandle>) -> RedisRevocations {
-        RedisRevocations { redis }
+    /// Over the shared handle; keys live `access_ttl`.
+    pub fn new(redis: Arc<RedisHandle>, access_ttl: Duration) -> RedisRevocations {
+        RedisRevocations { redis, access_ttl }
     }
 
-    /// Revokes a token until its expiry.
-    pub async fn revoke(&self, claims: &Claims) -> Result<(), RedisDown> {
-        let ttl = (claims.exp - Utc::now().timestamp()).max(1);
+    async fn set(&self, key: String, ttl_seconds: i64) -> Result<(), RedisDown> {
         let _: () = self
             .redis
             .run(
                 redis::cmd("SET")
-                    .arg(self.redis.key(&format!("revoked:jti:{}", claims.jti)))
+                    .arg(self.redis.key(&key))
                     .arg(1)
                     .arg("EX")
-                    .arg(ttl),
+                    .arg(ttl_seconds.max(1)),
             )
             .await?;
         Ok(())
+    }
+
+    fn ttl_seconds(&self) -> i64 {
+        i64::try_from(self.access_ttl.as_secs()).unwrap_or(900) + 60
+    }
+
+    /// Revokes one token until its expiry.
+    pub async fn revoke(&self, claims: &Claims) -> Result<(), RedisDown> {
+        let remaining = claims.exp - Utc::now().timestamp() + 60;
+        self.set(format!("revoked:jti:{}", claims.jti), remaining)
+            .await
+    }
+
+    /// Revokes every access token of a session.
+    pub async fn revoke_family(&self, family: Uuid) -> Result<(), RedisDown> {
+        self.set(format!("revoked:family:{family}"), self.ttl_seconds())
+            .await
+    }
+
+    /// Revokes every access token of a user issued so far.
+    pub async fn revoke_user(&self, user: Uuid) -> Result<(), RedisDown> {
+        self.set(format!("revoked:user:{user}"), self.ttl_seconds())
+            .await
     }
 }
 
 #[async_trait]
 impl RevocationCheck for RedisRevocations {
     async fn is_revoked(&self, claims: &Claims) -> Result<bool, RedisDown> {
-        let exists: i64 = self
-            .redis
-            .run(redis::cmd("EXISTS").arg(self.redis.key(&format!("revoked:jti:{}", claims.jti))))
-            .await?;
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(self.redis.key(&format!("revoked:jti:{}", claims.jti)))
+            .arg(self.redis.key(&format!("revoked:user:{}", claims.sub)));
+        if let Some(family) = claims.fam {
+            cmd.arg(self.redis.key(&format!("revoked:family:{family}")));
+        }
+        let exists: i64 = self.redis.run(&cmd).await?;
         Ok(exists > 0)
     }
 }
@@ -282,6 +330,7 @@ mod tests {
             jti: Uuid::new_v4(),
             iss: ISSUER.into(),
             typ: ACCESS.into(),
+            fam: None,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys().encoding)
             .unwrap();

@@ -70,6 +70,24 @@ pub struct Settings {
     pub jwt_secret: SecretString,
     /// Lifetime of access tokens (`ACCESS_TOKEN_TTL_SECONDS`, default 900, at most 900).
     pub access_token_ttl: Duration,
+    /// Lifetime of refresh tokens (`REFRESH_TOKEN_TTL_DAYS`, default 14).
+    pub refresh_token_ttl: Duration,
+    /// Requests per minute per client address (`RATE_LIMIT_IP_PER_MINUTE`, default 100).
+    pub rate_limit_ip_per_minute: u32,
+    /// Requests per hour per signed-in user (`RATE_LIMIT_USER_PER_HOUR`, default 1000).
+    pub rate_limit_user_per_hour: u32,
+    /// Login and registration attempts per minute per client address
+    /// (`RATE_LIMIT_AUTH_PER_MINUTE`, default 10).
+    pub rate_limit_auth_per_minute: u32,
+    /// Length of the per-address and login windows in seconds (`RATE_LIMIT_WINDOW_SECONDS`,
+    /// default 60; the per-user window is 60 times as long).
+    pub rate_limit_window_seconds: u64,
+    /// Proxies whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`, comma-separated IPs or
+    /// CIDR blocks; default none: the socket's address is the client's).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Origins allowed to call the API from a browser (`CORS_ALLOWED_ORIGINS`, comma-separated;
+    /// default none).
+    pub cors_allowed_origins: Vec<String>,
     /// Kakao Local geocoding (`KAKAO_REST_API_KEY`; `KAKAO_BASE_URL` default `https://dapi.kakao.com`).
     pub kakao: Option<KakaoConfig>,
     /// Run the projection workers inside `serve` (`RUN_PROJECTIONS`, default true).
@@ -258,6 +276,47 @@ impl Settings {
                 reason: "must be between 1 and 900 (15 minutes)".into(),
             });
         }
+        let refresh_days: u64 = parsed(src, "REFRESH_TOKEN_TTL_DAYS", 14)?;
+        if !(1..=90).contains(&refresh_days) {
+            return Err(ConfigError::Invalid {
+                var: "REFRESH_TOKEN_TTL_DAYS",
+                reason: "must be between 1 and 90".into(),
+            });
+        }
+        let trusted_proxies = match src.get("TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse::<ipnet::IpNet>()
+                        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map_err(|_| ConfigError::Invalid {
+                            var: "TRUSTED_PROXIES",
+                            reason: format!("`{s}` is not an IP address or CIDR block"),
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let cors_allowed_origins = match src.get("CORS_ALLOWED_ORIGINS") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    if s.starts_with("https://") || s.starts_with("http://") {
+                        Ok(s.trim_end_matches('/').to_string())
+                    } else {
+                        Err(ConfigError::Invalid {
+                            var: "CORS_ALLOWED_ORIGINS",
+                            reason: format!("`{s}` is not an http(s) origin"),
+                        })
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+        };
         let kakao = match src.get("KAKAO_REST_API_KEY") {
             None => None,
             Some(key) => Some(KakaoConfig {
@@ -294,6 +353,13 @@ impl Settings {
             redis_timeout: millis(src, "REDIS_TIMEOUT_MS", 1_000)?,
             jwt_secret: SecretString::from(jwt_secret),
             access_token_ttl: Duration::from_secs(ttl),
+            refresh_token_ttl: Duration::from_secs(refresh_days * 86_400),
+            rate_limit_ip_per_minute: parsed(src, "RATE_LIMIT_IP_PER_MINUTE", 100)?,
+            rate_limit_user_per_hour: parsed(src, "RATE_LIMIT_USER_PER_HOUR", 1000)?,
+            rate_limit_auth_per_minute: parsed(src, "RATE_LIMIT_AUTH_PER_MINUTE", 10)?,
+            rate_limit_window_seconds: parsed(src, "RATE_LIMIT_WINDOW_SECONDS", 60)?,
+            trusted_proxies,
+            cors_allowed_origins,
             kakao,
             run_projections: flag(src, "RUN_PROJECTIONS", true)?,
             projection_batch_size: parsed(src, "PROJECTION_BATCH_SIZE", 500)?,
@@ -319,6 +385,21 @@ impl Settings {
             return Err(invalid(
                 "PROJECTION_BATCH_SIZE",
                 "must be between 1 and 10000",
+            ));
+        }
+        if self.rate_limit_ip_per_minute == 0
+            || self.rate_limit_user_per_hour == 0
+            || self.rate_limit_auth_per_minute == 0
+        {
+            return Err(invalid(
+                "RATE_LIMIT_IP_PER_MINUTE",
+                "rate limits must be at least 1",
+            ));
+        }
+        if !(1..=3600).contains(&self.rate_limit_window_seconds) {
+            return Err(invalid(
+                "RATE_LIMIT_WINDOW_SECONDS",
+                "must be between 1 and 3600",
             ));
         }
         if self.max_json_body_bytes < 1024 {
@@ -379,6 +460,9 @@ mod tests {
             ("RUN_PROJECTIONS", "maybe"),
             ("ACCESS_TOKEN_TTL_SECONDS", "3600"),
             ("LOG_FORMAT", "xml"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, nonsense"),
+            ("CORS_ALLOWED_ORIGINS", "example.com"),
+            ("REFRESH_TOKEN_TTL_DAYS", "0"),
         ] {
             let mut env = base();
             env.insert(var.into(), value.into());

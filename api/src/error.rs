@@ -41,6 +41,36 @@ pub enum ErrorCode {
     AUTH004,
     /// 403 — the caller's role may not do this.
     AUTH005,
+    /// 401 — wrong e-mail address or password.
+    AUTH006,
+    /// 401 — the refresh token is unknown, expired or revoked.
+    AUTH007,
+    /// 401 — the refresh token was already used: the session was revoked.
+    AUTH008,
+    /// 409 — the e-mail address is already registered.
+    ACCOUNT001,
+    /// 422 — account fields are invalid (see `details`).
+    ACCOUNT002,
+    /// 404 — no such account (or it was erased).
+    ACCOUNT003,
+    /// 409 — the host still lists vehicles; remove them before erasing the account.
+    ACCOUNT004,
+    /// 409 — the host already has a corporate profile.
+    CORP001,
+    /// 409 — the business registration number is already registered.
+    CORP002,
+    /// 422 — corporate profile fields are invalid (see `details`).
+    CORP003,
+    /// 404 — no such corporate profile.
+    CORP004,
+    /// 403 — only hosts have corporate profiles.
+    CORP005,
+    /// 429 — too many requests; see `Retry-After`.
+    RATE001,
+    /// 422 — the Idempotency-Key was used for a different request.
+    IDEM001,
+    /// 409 — a request with this Idempotency-Key is still being processed.
+    IDEM002,
     /// 404 — no such vehicle.
     VEHICLE001,
     /// 409 — another live vehicle has this licence plate.
@@ -73,14 +103,20 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             REQ001 | REQ005 | REQ006 => StatusCode::BAD_REQUEST,
-            REQ002 | VEHICLE006 | GEO001 | GEO002 => StatusCode::UNPROCESSABLE_ENTITY,
+            REQ002 | VEHICLE006 | GEO001 | GEO002 | ACCOUNT002 | CORP003 | IDEM001 => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             REQ003 => StatusCode::PAYLOAD_TOO_LARGE,
             REQ004 => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            REQ007 | VEHICLE001 => StatusCode::NOT_FOUND,
+            REQ007 | VEHICLE001 | ACCOUNT003 | CORP004 => StatusCode::NOT_FOUND,
             REQ008 => StatusCode::METHOD_NOT_ALLOWED,
-            AUTH001 | AUTH002 | AUTH003 | AUTH004 => StatusCode::UNAUTHORIZED,
-            AUTH005 | VEHICLE004 | VEHICLE005 => StatusCode::FORBIDDEN,
-            VEHICLE002 | VEHICLE003 | SYS001 => StatusCode::CONFLICT,
+            AUTH001 | AUTH002 | AUTH003 | AUTH004 | AUTH006 | AUTH007 | AUTH008 => {
+                StatusCode::UNAUTHORIZED
+            }
+            AUTH005 | VEHICLE004 | VEHICLE005 | CORP005 => StatusCode::FORBIDDEN,
+            VEHICLE002 | VEHICLE003 | SYS001 | ACCOUNT001 | ACCOUNT004 | CORP001 | CORP002
+            | IDEM002 => StatusCode::CONFLICT,
+            RATE001 => StatusCode::TOO_MANY_REQUESTS,
             GEO003 | SYS002 => StatusCode::SERVICE_UNAVAILABLE,
             SYS003 => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -103,6 +139,21 @@ impl ErrorCode {
             AUTH003 => ("인증 토큰이 만료되었습니다.", "The bearer token has expired."),
             AUTH004 => ("폐기된 인증 토큰입니다. 다시 로그인해 주세요.", "The bearer token was revoked; sign in again."),
             AUTH005 => ("이 작업을 수행할 권한이 없습니다.", "Your role is not allowed to do this."),
+            AUTH006 => ("이메일 또는 비밀번호가 올바르지 않습니다.", "Wrong e-mail address or password."),
+            AUTH007 => ("리프레시 토큰이 유효하지 않거나 만료되었습니다. 다시 로그인해 주세요.", "The refresh token is not valid or has expired; sign in again."),
+            AUTH008 => ("이미 사용된 리프레시 토큰입니다. 보안을 위해 세션이 종료되었습니다.", "The refresh token was already used; the session was revoked for safety."),
+            ACCOUNT001 => ("이미 가입된 이메일입니다.", "This e-mail address is already registered."),
+            ACCOUNT002 => ("계정 정보가 올바르지 않습니다.", "Some account fields are invalid."),
+            ACCOUNT003 => ("계정을 찾을 수 없습니다.", "Account not found."),
+            ACCOUNT004 => ("등록된 차량을 모두 삭제한 뒤 탈퇴할 수 있습니다.", "Remove your listed vehicles before erasing the account."),
+            CORP001 => ("법인 프로필이 이미 등록되어 있습니다.", "A corporate profile already exists for this host."),
+            CORP002 => ("이미 등록된 사업자등록번호입니다.", "This business registration number is already registered."),
+            CORP003 => ("법인 정보가 올바르지 않습니다.", "Some corporate profile fields are invalid."),
+            CORP004 => ("법인 프로필을 찾을 수 없습니다.", "Corporate profile not found."),
+            CORP005 => ("법인 프로필은 호스트만 등록할 수 있습니다.", "Only hosts have corporate profiles."),
+            RATE001 => ("요청이 너무 많습니다. 잠시 후 다시 시도해 주세요.", "Too many requests; try again later."),
+            IDEM001 => ("같은 Idempotency-Key로 다른 요청을 보낼 수 없습니다.", "This Idempotency-Key was used for a different request."),
+            IDEM002 => ("같은 Idempotency-Key의 요청이 아직 처리 중입니다.", "A request with this Idempotency-Key is still being processed."),
             VEHICLE001 => ("차량을 찾을 수 없습니다.", "Vehicle not found."),
             VEHICLE002 => ("이미 등록된 차량 번호입니다.", "A vehicle with this licence plate is already registered."),
             VEHICLE003 => ("삭제된 차량은 변경할 수 없습니다.", "The vehicle was removed and cannot change."),
@@ -119,12 +170,14 @@ impl ErrorCode {
     }
 
     /// Every code, for the catalogue.
-    pub const ALL: [ErrorCode; 25] = {
+    pub const ALL: [ErrorCode; 40] = {
         use ErrorCode::*;
         [
             REQ001, REQ002, REQ003, REQ004, REQ005, REQ006, REQ007, REQ008, AUTH001, AUTH002,
-            AUTH003, AUTH004, AUTH005, VEHICLE001, VEHICLE002, VEHICLE003, VEHICLE004, VEHICLE005,
-            VEHICLE006, GEO001, GEO002, GEO003, SYS001, SYS002, SYS003,
+            AUTH003, AUTH004, AUTH005, AUTH006, AUTH007, AUTH008, ACCOUNT001, ACCOUNT002,
+            ACCOUNT003, ACCOUNT004, CORP001, CORP002, CORP003, CORP004, CORP005, VEHICLE001,
+            VEHICLE002, VEHICLE003, VEHICLE004, VEHICLE005, VEHICLE006, GEO001, GEO002, GEO003,
+            RATE001, IDEM001, IDEM002, SYS001, SYS002, SYS003,
         ]
     };
 }

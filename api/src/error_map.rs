@@ -2,8 +2,10 @@
 //! from each variant to its code.
 
 use crate::error::{ApiError, ErrorCode, FieldIssue};
+use carshare_commands::accounts::{AccountError, AccountProblem};
 use carshare_commands::vehicles::VehicleServiceError;
 use carshare_commands::InfraError;
+use carshare_domain::account::{InvalidBrn, WeakPassword};
 use carshare_domain::vehicle::{Problem, VehicleError};
 
 impl From<InfraError> for ApiError {
@@ -137,6 +139,139 @@ impl From<VehicleServiceError> for ApiError {
                 e
             }
             VehicleServiceError::Infra(e) => e.into(),
+        }
+    }
+}
+
+/// Korean and English explanations of an account field problem, and its reason word.
+pub fn describe_account(problem: &AccountProblem) -> (&'static str, String, String) {
+    match problem {
+        AccountProblem::Email => (
+            "invalid_format",
+            "이메일 형식이 올바르지 않습니다.".into(),
+            "Not an e-mail address.".into(),
+        ),
+        AccountProblem::Password(weak) => match weak {
+            WeakPassword::TooShort(n) => (
+                "too_short",
+                format!("비밀번호는 {n}자 이상이어야 합니다."),
+                format!("At least {n} characters."),
+            ),
+            WeakPassword::TooLong(n) => (
+                "too_long",
+                format!("비밀번호는 {n}자 이하여야 합니다."),
+                format!("At most {n} characters."),
+            ),
+            WeakPassword::TooSimple => (
+                "too_simple",
+                "같은 문자만 반복한 비밀번호는 사용할 수 없습니다.".into(),
+                "A password of one repeated character is too simple.".into(),
+            ),
+        },
+        AccountProblem::Text { max } => (
+            "invalid_length",
+            format!("1자 이상 {max}자 이하로 입력해 주세요."),
+            format!("Between 1 and {max} characters."),
+        ),
+        AccountProblem::Phone => (
+            "invalid_format",
+            "휴대전화 번호 형식이 올바르지 않습니다 (예: 010-1234-5678).".into(),
+            "Not a Korean mobile number (e.g. 010-1234-5678).".into(),
+        ),
+        AccountProblem::Role => (
+            "not_allowed",
+            "가입 시 역할은 guest 또는 host만 선택할 수 있습니다.".into(),
+            "Only guest or host can be chosen; admins are created by operators.".into(),
+        ),
+        AccountProblem::Url => (
+            "invalid_url",
+            "http(s) URL이어야 합니다.".into(),
+            "Must be an http(s) URL.".into(),
+        ),
+        AccountProblem::Brn(InvalidBrn::Format) => (
+            "invalid_format",
+            "사업자등록번호는 10자리 숫자입니다 (예: 123-45-67890).".into(),
+            "A business registration number has ten digits (123-45-67890).".into(),
+        ),
+        AccountProblem::Brn(InvalidBrn::Checksum) => (
+            "invalid_checksum",
+            "사업자등록번호의 검증 번호가 맞지 않습니다.".into(),
+            "The check digit of the business registration number does not match.".into(),
+        ),
+        AccountProblem::TooMany { max } => (
+            "too_many",
+            format!("최대 {max}개까지 가능합니다."),
+            format!("At most {max} items."),
+        ),
+        AccountProblem::ReasonRequired => (
+            "required",
+            "반려 사유를 입력해 주세요.".into(),
+            "A rejection needs a reason.".into(),
+        ),
+        AccountProblem::EmptyUpdate => (
+            "empty_update",
+            "변경할 항목을 하나 이상 보내 주세요.".into(),
+            "Send at least one field to change.".into(),
+        ),
+    }
+}
+
+const CORPORATE_FIELDS: [&str; 5] = [
+    "company_name",
+    "business_registration_number",
+    "tax_id",
+    "verification_documents",
+    "reason",
+];
+
+impl From<AccountError> for ApiError {
+    fn from(err: AccountError) -> ApiError {
+        match err {
+            AccountError::Invalid(problems) => {
+                let corporate = problems
+                    .iter()
+                    .any(|(f, _)| CORPORATE_FIELDS.iter().any(|c| f.starts_with(c)));
+                let details = problems
+                    .iter()
+                    .map(|(field, problem)| {
+                        let (reason, ko, en) = describe_account(problem);
+                        FieldIssue::new(field.clone(), reason, ko, en)
+                    })
+                    .collect();
+                let code = if corporate {
+                    ErrorCode::CORP003
+                } else {
+                    ErrorCode::ACCOUNT002
+                };
+                ApiError::with_details(code, details)
+            }
+            AccountError::EmailTaken => ApiError::with_details(
+                ErrorCode::ACCOUNT001,
+                vec![FieldIssue::new(
+                    "email",
+                    "taken",
+                    "이미 가입된 이메일입니다.",
+                    "Already registered.",
+                )],
+            ),
+            AccountError::WrongCredentials => ApiError::new(ErrorCode::AUTH006),
+            AccountError::RefreshInvalid => ApiError::new(ErrorCode::AUTH007),
+            AccountError::RefreshReused { .. } => ApiError::new(ErrorCode::AUTH008),
+            AccountError::NotFound => ApiError::new(ErrorCode::ACCOUNT003),
+            AccountError::HasLiveVehicles(_) => ApiError::new(ErrorCode::ACCOUNT004),
+            AccountError::NotHost => ApiError::new(ErrorCode::CORP005),
+            AccountError::ProfileExists => ApiError::new(ErrorCode::CORP001),
+            AccountError::BrnTaken => ApiError::with_details(
+                ErrorCode::CORP002,
+                vec![FieldIssue::new(
+                    "business_registration_number",
+                    "taken",
+                    "이미 등록된 사업자등록번호입니다.",
+                    "Already registered.",
+                )],
+            ),
+            AccountError::ProfileNotFound => ApiError::new(ErrorCode::CORP004),
+            AccountError::Infra(e) => e.into(),
         }
     }
 }

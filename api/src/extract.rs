@@ -120,58 +120,109 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// Reads a body of at most `limit` bytes.
+async fn read_body(
+    mut payload: Payload,
+    limit: usize,
+    declared: Option<usize>,
+) -> Result<BytesMut, ApiError> {
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::new(ErrorCode::REQ003));
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk: Bytes = chunk.map_err(|e| {
+            ApiError::with_details(
+                ErrorCode::REQ001,
+                vec![FieldIssue::new(
+                    "body",
+                    "unreadable",
+                    "요청 본문을 읽을 수 없습니다.",
+                    e.to_string(),
+                )],
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::new(ErrorCode::REQ003));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+struct BodyInfo {
+    limit: usize,
+    json: bool,
+    declared: Option<usize>,
+}
+
+fn body_info(req: &HttpRequest) -> BodyInfo {
+    BodyInfo {
+        limit: req
+            .app_data::<web::Data<JsonLimit>>()
+            .map_or(64 * 1024, |l| l.0),
+        json: is_json(req),
+        declared: req
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok()),
+    }
+}
+
+fn empty_body() -> ApiError {
+    ApiError::with_details(
+        ErrorCode::REQ001,
+        vec![FieldIssue::new(
+            "body",
+            "empty",
+            "요청 본문이 비어 있습니다.",
+            "The request body is empty.",
+        )],
+    )
+}
+
 impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<web::Data<JsonLimit>>()
-            .map_or(64 * 1024, |l| l.0);
-        let json = is_json(req);
-        let declared = req
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let mut payload = payload.take();
+        let info = body_info(req);
+        let payload = payload.take();
         Box::pin(async move {
-            if !json {
+            if !info.json {
                 return Err(ApiError::new(ErrorCode::REQ004));
             }
-            if declared.is_some_and(|n| n > limit) {
-                return Err(ApiError::new(ErrorCode::REQ003));
-            }
-            let mut body = BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk: Bytes = chunk.map_err(|e| {
-                    ApiError::with_details(
-                        ErrorCode::REQ001,
-                        vec![FieldIssue::new(
-                            "body",
-                            "unreadable",
-                            "요청 본문을 읽을 수 없습니다.",
-                            e.to_string(),
-                        )],
-                    )
-                })?;
-                if body.len() + chunk.len() > limit {
-                    return Err(ApiError::new(ErrorCode::REQ003));
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = read_body(payload, info.limit, info.declared).await?;
             if body.is_empty() {
-                return Err(ApiError::with_details(
-                    ErrorCode::REQ001,
-                    vec![FieldIssue::new(
-                        "body",
-                        "empty",
-                        "요청 본문이 비어 있습니다.",
-                        "The request body is empty.",
-                    )],
-                ));
+                return Err(empty_body());
             }
             parse_json(&body).map(ValidJson)
+        })
+    }
+}
+
+/// A JSON body that may be absent (no body at all): `None` then. A body that is present is
+/// checked exactly as [`ValidJson`] does.
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let info = body_info(req);
+        let payload = payload.take();
+        Box::pin(async move {
+            let body = read_body(payload, info.limit, info.declared).await?;
+            if body.is_empty() {
+                return Ok(OptionalJson(None));
+            }
+            if !info.json {
+                return Err(ApiError::new(ErrorCode::REQ004));
+            }
+            parse_json(&body).map(|v| OptionalJson(Some(v)))
         })
     }
 }

@@ -20,6 +20,8 @@ use utoipa::{Modify, OpenApi};
     components(schemas(ErrorResponse, ErrorBody, ErrorDetail, ErrorCode)),
     modifiers(&BearerAuth),
     tags(
+        (name = "auth", description = "인증: registration, login, token rotation, logout"),
+        (name = "users", description = "The caller's account and corporate host profile"),
         (name = "vehicles", description = "차량 관리: listing, availability and search"),
         (name = "operations", description = "Health, readiness, metrics and pipeline state")
     )

@@ -6,7 +6,8 @@ use crate::auth::{Authenticator, RedisRevocations, TokenKeys};
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::{path_config, JsonLimit};
-use crate::middleware::{observe, security};
+use crate::middleware::rate_limit::RateLimiter;
+use crate::middleware::{idempotency, observe, rate_limit, security};
 use crate::openapi::{ApiDoc, OpenApiJson};
 use crate::redis_client::RedisHandle;
 use crate::routes;
@@ -15,6 +16,7 @@ use actix_web::body::BoxBody;
 use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{middleware::from_fn, web, App, HttpServer};
 use anyhow::Context;
+use carshare_commands::accounts::AccountService;
 use carshare_commands::external::kakao::{KakaoGeocoder, KakaoSettings};
 use carshare_commands::geocoding::Geocoder;
 use carshare_commands::vehicles::VehicleService;
@@ -58,10 +60,42 @@ pub fn routes() -> (
         .service(
             scope("/v1")
                 .configure(crate::openapi::configure)
+                .configure(routes::auth::configure)
+                .configure(routes::users::configure)
                 .configure(routes::vehicles::configure)
                 .configure(routes::admin::configure),
         )
         .split_for_parts()
+}
+
+/// CORS: only the configured origins may call from a browser, with credentials.
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "DELETE", "OPTIONS"])
+        .allowed_headers([
+            actix_web::http::header::AUTHORIZATION,
+            actix_web::http::header::CONTENT_TYPE,
+            actix_web::http::header::ACCEPT_LANGUAGE,
+            actix_web::http::header::HeaderName::from_static("idempotency-key"),
+            actix_web::http::header::HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            "x-request-id",
+            "x-stream-position",
+            "x-next-cursor",
+            "x-read-model-lag",
+            "ratelimit-limit",
+            "ratelimit-remaining",
+            "ratelimit-reset",
+            "retry-after",
+            "location",
+        ])
+        .supports_credentials()
+        .max_age(600);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
@@ -136,22 +170,52 @@ impl Application {
         } else {
             Vec::new()
         };
+        let tokens = TokenKeys::new(&settings.jwt_secret, settings.access_token_ttl);
+        let revocations = Arc::new(RedisRevocations::new(
+            redis.clone(),
+            settings.access_token_ttl,
+        ));
+        let clock: Arc<dyn carshare_commands::Clock> = Arc::new(SystemClock);
+        let accounts = Arc::new(AccountService::new(
+            pool.clone(),
+            clock.clone(),
+            chrono::Duration::from_std(settings.refresh_token_ttl)
+                .unwrap_or(chrono::Duration::days(14)),
+        ));
+        let mut workers = workers;
+        {
+            let pool = pool.clone();
+            let stop = shutdown.child_token();
+            workers.push(tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = every.tick() => {
+                            match idempotency::purge_expired(&pool).await {
+                                Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency keys purged"),
+                                Ok(_) => {}
+                                Err(e) => tracing::warn!(error = %e, "purging idempotency keys failed"),
+                            }
+                        }
+                    }
+                }
+            }));
+        }
         let state = AppState {
             pool: pool.clone(),
             redis: redis.clone(),
-            vehicles: Arc::new(VehicleService::new(
-                pool.clone(),
-                signal,
-                geocoder,
-                Arc::new(SystemClock),
-            )),
+            accounts,
+            tokens: tokens.clone(),
+            revocations: revocations.clone(),
+            vehicles: Arc::new(VehicleService::new(pool.clone(), signal, geocoder, clock)),
             progress: board,
             read_your_writes_timeout: settings.read_your_writes_timeout,
             settings: Arc::new(settings.clone()),
         };
         let authenticator = Authenticator {
-            keys: TokenKeys::new(&settings.jwt_secret, settings.access_token_ttl),
-            revocations: Arc::new(RedisRevocations::new(redis)),
+            keys: tokens,
+            revocations: revocations.clone(),
         };
         let doc = serde_json::to_string(&routes().1).context("serialising the OpenAPI document")?;
         let doc = OpenApiJson(Arc::new(doc));
@@ -163,14 +227,27 @@ impl Application {
         let authenticator = web::Data::new(authenticator);
         let doc = web::Data::new(doc);
         let limit = web::Data::new(JsonLimit(settings.max_json_body_bytes));
+        let limiter = web::Data::new(RateLimiter {
+            redis: redis.clone(),
+            ip_per_minute: settings.rate_limit_ip_per_minute,
+            user_per_hour: settings.rate_limit_user_per_hour,
+            auth_per_minute: settings.rate_limit_auth_per_minute,
+            window_seconds: settings.rate_limit_window_seconds,
+            trusted_proxies: settings.trusted_proxies.clone(),
+        });
+        let cors_origins = settings.cors_allowed_origins.clone();
         let server = HttpServer::new(move || {
             let (app, _) = routes();
             app.app_data(state.clone())
                 .app_data(authenticator.clone())
                 .app_data(doc.clone())
                 .app_data(limit.clone())
+                .app_data(limiter.clone())
                 .app_data(path_config())
                 .default_service(web::to(not_found))
+                .wrap(from_fn(idempotency::guard))
+                .wrap(from_fn(rate_limit::limit))
+                .wrap(cors(&cors_origins))
                 .wrap(from_fn(observe::observe))
                 .wrap(security::headers())
         })

@@ -1,7 +1,9 @@
 //! What every request handler shares.
 
+use crate::auth::{RedisRevocations, TokenKeys};
 use crate::config::Settings;
 use crate::redis_client::RedisHandle;
+use carshare_commands::accounts::AccountService;
 use carshare_commands::vehicles::VehicleService;
 use carshare_event_store::StreamCursor;
 use carshare_projections::ProgressBoard;
@@ -18,6 +20,12 @@ pub struct AppState {
     pub redis: Arc<RedisHandle>,
     /// Vehicle commands.
     pub vehicles: Arc<VehicleService>,
+    /// Accounts and sessions.
+    pub accounts: Arc<AccountService>,
+    /// Access-token signing.
+    pub tokens: TokenKeys,
+    /// The token denylist.
+    pub revocations: Arc<RedisRevocations>,
     /// In-process projection progress.
     pub progress: ProgressBoard,
     /// Bound on read-your-writes waits.

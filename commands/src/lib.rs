@@ -1,6 +1,7 @@
 //! The application layer: command services over the event store, and the ports and clients of
 //! the systems the platform talks to (Kakao Local; later Toss Payments, FCM, object storage).
 
+pub mod accounts;
 pub mod bus;
 pub mod clock;
 pub mod error;

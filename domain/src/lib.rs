@@ -3,6 +3,7 @@
 //! Aggregates decide in `handle` and change state only in `apply` (cqrs-es 0.5). Everything here is
 //! deterministic: the current time arrives inside commands, never from a clock.
 
+pub mod account;
 pub mod actor;
 pub mod geo;
 pub mod money;

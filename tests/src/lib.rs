@@ -158,6 +158,10 @@ impl TestApp {
             ("DATABASE_MAX_CONNECTIONS", "8".into()),
             ("PROJECTION_POLL_INTERVAL_MS", "20".into()),
             ("READ_YOUR_WRITES_TIMEOUT_MS", "5000".into()),
+            // Tests send many requests from one address; the limits have tests of their own.
+            ("RATE_LIMIT_IP_PER_MINUTE", "1000000".into()),
+            ("RATE_LIMIT_USER_PER_HOUR", "1000000".into()),
+            ("RATE_LIMIT_AUTH_PER_MINUTE", "1000000".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -220,6 +224,7 @@ impl TestApp {
             jti: Uuid::new_v4(),
             iss: ISSUER.into(),
             typ: ACCESS.into(),
+            fam: None,
         };
         jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),

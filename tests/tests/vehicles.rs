@@ -1263,6 +1263,18 @@ async fn the_openapi_document_covers_every_route_and_error() {
         "POST /v1/vehicles/{id}/availability",
         "GET /v1/hosts/me/vehicles",
         "GET /v1/admin/projections",
+        "POST /v1/auth/register",
+        "POST /v1/auth/login",
+        "POST /v1/auth/refresh",
+        "POST /v1/auth/logout",
+        "GET /v1/auth/me",
+        "GET /v1/users/me",
+        "PUT /v1/users/me",
+        "DELETE /v1/users/me",
+        "POST /v1/users/me/corporate-profile",
+        "GET /v1/users/me/corporate-profile",
+        "GET /v1/admin/corporate-profiles",
+        "PUT /v1/admin/corporate-profiles/{id}/verify",
     ]
     .into_iter()
     .map(String::from)

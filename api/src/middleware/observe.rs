@@ -89,8 +89,13 @@ pub async fn observe(
     {
         log_failure(&span, api_error, &route);
         let mut rendered = HttpResponse::build(status);
-        if let Some(secs) = api_error.retry_after {
-            rendered.insert_header(("Retry-After", secs.to_string()));
+        // Headers set on the way out (rate limits, CORS, Retry-After) are kept.
+        for (name, value) in response.headers() {
+            if name != actix_web::http::header::CONTENT_TYPE
+                && name != actix_web::http::header::CONTENT_LENGTH
+            {
+                rendered.append_header((name.clone(), value.clone()));
+            }
         }
         let body = rendered.json(api_error.body(lang, &id));
         response = response.into_response(body);

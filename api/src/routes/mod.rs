@@ -1,8 +1,11 @@
 //! Routes. Each module exposes `configure`, registering its handlers (and their OpenAPI
 //! descriptions) on the app.
 
+pub mod accounts_dto;
 pub mod admin;
+pub mod auth;
 pub mod health;
+pub mod users;
 pub mod vehicles;
 
 use crate::auth::AuthUser;

@@ -1,5 +1,7 @@
 //! The `carshare` command line.
 
+pub mod demo;
+
 use crate::config::{ConfigError, DatabaseSettings, LogFormat, Settings};
 use crate::startup::{spawn_projection_workers, Application};
 use crate::telemetry;
@@ -40,6 +42,46 @@ pub enum Command {
     },
     /// Show each projection's position, lag and dead letters.
     Projections,
+    /// Administration.
+    Admin {
+        /// What to do.
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Demo data.
+    Demo {
+        /// What to do.
+        #[command(subcommand)]
+        command: DemoCommand,
+    },
+}
+
+/// Administration commands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an admin account (admins cannot register through the API).
+    Create {
+        /// E-mail address.
+        #[arg(long)]
+        email: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Korean mobile number.
+        #[arg(long)]
+        phone: String,
+        /// Password; read from `CARSHARE_ADMIN_PASSWORD` when omitted, generated (and
+        /// printed once) when neither is given.
+        #[arg(long, env = "CARSHARE_ADMIN_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+}
+
+/// Demo data commands.
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Create demo accounts and a few hundred vehicles around Seoul and Busan (idempotent).
+    Seed,
 }
 
 /// Parses the command line and runs it.
@@ -198,15 +240,87 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .map(|p| p.name())
                 .collect();
             let statuses = carshare_projections::status::statuses(&pool, &names).await?;
-            print_json(&serde_json::to_string_pretty(&statuses)?);
+            print_out(&serde_json::to_string_pretty(&statuses)?);
+            Ok(())
+        }
+        Command::Admin {
+            command:
+                AdminCommand::Create {
+                    email,
+                    name,
+                    phone,
+                    password,
+                },
+        } => {
+            let db = DatabaseSettings::from_env()?;
+            log_setup();
+            let pool = db.pool()?;
+            MIGRATOR.run(&pool).await.context("applying migrations")?;
+            let generated = password.is_none();
+            let password = password.unwrap_or_else(random_password);
+            let accounts = carshare_commands::accounts::AccountService::new(
+                pool,
+                std::sync::Arc::new(carshare_commands::SystemClock),
+                chrono::Duration::days(14),
+            );
+            let user = accounts
+                .create_admin(carshare_commands::accounts::NewAccount {
+                    email,
+                    password: password.clone(),
+                    name,
+                    phone,
+                    role: carshare_domain::Role::Admin,
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            print_out(&serde_json::to_string_pretty(&serde_json::json!({
+                "id": user.id,
+                "email": user.email,
+                "role": user.role,
+                "password": if generated { Some(password) } else { None },
+            }))?);
+            Ok(())
+        }
+        Command::Demo {
+            command: DemoCommand::Seed,
+        } => {
+            let db = DatabaseSettings::from_env()?;
+            log_setup();
+            let pool = db.pool()?;
+            MIGRATOR.run(&pool).await.context("applying migrations")?;
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} seeding demo vehicles [{bar:40}] {pos}/{len}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let accounts = demo::seed(pool, |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })
+            .await?;
+            bar.finish_and_clear();
+            let mut lines =
+                vec!["demo accounts (password for all: ".to_string() + demo::DEMO_PASSWORD + ")"];
+            for (email, role) in accounts {
+                lines.push(format!("  {role:<6} {email}"));
+            }
+            print_out(&lines.join("\n"));
             Ok(())
         }
     }
 }
 
+fn random_password() -> String {
+    use base64::Engine;
+    let bytes: [u8; 18] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// The command's answer goes to standard output (logs go elsewhere), so it can be piped.
 #[allow(clippy::print_stdout)]
-fn print_json(text: &str) {
+fn print_out(text: &str) {
     println!("{text}");
 }
 

@@ -1,0 +1,944 @@
+//! Accounts and access over HTTP: registration, login, token rotation and reuse detection,
+//! logout, profiles, erasure, corporate host profiles, rate limits, idempotent POSTs, CORS —
+//! against real Postgres and Redis.
+
+use carshare_domain::Role;
+use carshare_tests::{assert_error, json, vehicle_body, AppOptions, TestApp};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn registration(email: &str, role: &str) -> Value {
+    json!({
+        "email": email,
+        "password": "correct horse battery",
+        "name": "김민수",
+        "phone": "+82 10-1234-5678",
+        "role": role
+    })
+}
+
+async fn register(app: &TestApp, email: &str, role: &str) -> Value {
+    let (status, body) = json(
+        app.post("/v1/auth/register", None, &registration(email, role))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+fn token(auth: &Value) -> String {
+    auth["access_token"].as_str().unwrap().to_string()
+}
+
+fn refresh_token(auth: &Value) -> String {
+    auth["refresh_token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn registration_signs_the_user_in_and_never_shows_password_material() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .post(
+            "/v1/auth/register",
+            None,
+            &registration("Kim.MinSu@Example.co.kr", "guest"),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let text = res.text().await.unwrap();
+    assert!(!text.to_lowercase().contains("password"), "{text}");
+    assert!(!text.contains("argon2"));
+    let auth: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(auth["token_type"], "Bearer");
+    assert!(auth["expires_in"].as_u64().unwrap() <= 900);
+    let user = &auth["user"];
+    assert_eq!(user["email"], "kim.minsu@example.co.kr");
+    assert_eq!(user["phone"], "010-1234-5678");
+    assert_eq!(user["role"], "guest");
+    assert_eq!(user["is_verified"], false);
+    // The access token works, and says who the user is.
+    let (status, me) = json(app.get("/v1/auth/me", Some(&token(&auth))).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(me, *user);
+    let hash: String =
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1::text::uuid")
+            .bind(user["id"].as_str().unwrap())
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    // Access tokens live at most 15 minutes.
+    let claims = app.keys.verify(&token(&auth)).unwrap();
+    assert!(claims.exp - claims.iat <= 900);
+}
+
+#[tokio::test]
+async fn registration_refusals_name_the_field_and_store_nothing() {
+    let app = TestApp::spawn().await;
+    register(&app, "taken@example.com", "host").await;
+    let with = |field: &str, value: Value| {
+        let mut b = registration("new@example.com", "guest");
+        b[field] = value;
+        b
+    };
+    let cases = [
+        (
+            "duplicate in another case",
+            registration("TAKEN@Example.COM", "guest"),
+            409,
+            "ACCOUNT001",
+            "email",
+        ),
+        (
+            "short password",
+            with("password", json!("short1")),
+            422,
+            "ACCOUNT002",
+            "password",
+        ),
+        (
+            "repeated password",
+            with("password", json!("aaaaaaaaaaaa")),
+            422,
+            "ACCOUNT002",
+            "password",
+        ),
+        (
+            "landline",
+            with("phone", json!("02-123-4567")),
+            422,
+            "ACCOUNT002",
+            "phone",
+        ),
+        (
+            "foreign phone",
+            with("phone", json!("+1 415 555 1234")),
+            422,
+            "ACCOUNT002",
+            "phone",
+        ),
+        (
+            "letters in phone",
+            with("phone", json!("010-abcd-5678")),
+            422,
+            "ACCOUNT002",
+            "phone",
+        ),
+        (
+            "self-made admin",
+            with("role", json!("admin")),
+            422,
+            "ACCOUNT002",
+            "role",
+        ),
+        (
+            "unknown role",
+            with("role", json!("owner")),
+            422,
+            "ACCOUNT002",
+            "role",
+        ),
+        (
+            "bad email",
+            with("email", json!("not-an-email")),
+            422,
+            "ACCOUNT002",
+            "email",
+        ),
+        (
+            "blank name",
+            with("name", json!("  ")),
+            422,
+            "ACCOUNT002",
+            "name",
+        ),
+        (
+            "missing phone",
+            {
+                let mut b = registration("new@example.com", "guest");
+                b.as_object_mut().unwrap().remove("phone");
+                b
+            },
+            422,
+            "REQ002",
+            "phone",
+        ),
+    ];
+    for (name, body, status, code, field) in cases {
+        let (got, b) = json(app.post("/v1/auth/register", None, &body).await).await;
+        assert_eq!(got.as_u16(), status, "{name}: {b}");
+        let e = assert_error(&b, code);
+        assert_eq!(e["details"][0]["field"], field, "{name}: {b}");
+    }
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(users, 1);
+}
+
+#[tokio::test]
+async fn login_checks_the_password_without_telling_which_part_was_wrong() {
+    let app = TestApp::spawn().await;
+    register(&app, "host@example.com", "host").await;
+    let (status, auth) = json(
+        app.post(
+            "/v1/auth/login",
+            None,
+            &json!({"email": "HOST@example.com", "password": "correct horse battery"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{auth}");
+    assert_eq!(auth["user"]["role"], "host");
+    let (status, wrong) = json(
+        app.post(
+            "/v1/auth/login",
+            None,
+            &json!({"email": "host@example.com", "password": "wrong horse battery"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_error(&wrong, "AUTH006");
+    let (status, unknown) = json(
+        app.post(
+            "/v1/auth/login",
+            None,
+            &json!({"email": "nobody@example.com", "password": "correct horse battery"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        assert_error(&unknown, "AUTH006")["message"],
+        wrong["error"]["message"]
+    );
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_session() {
+    let app = TestApp::spawn().await;
+    let first = register(&app, "guest@example.com", "guest").await;
+    let (status, second) = json(
+        app.post(
+            "/v1/auth/refresh",
+            None,
+            &json!({"refresh_token": refresh_token(&first)}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{second}");
+    assert_ne!(refresh_token(&second), refresh_token(&first));
+    assert_eq!(
+        app.get("/v1/auth/me", Some(&token(&second))).await.status(),
+        200
+    );
+    let (status, third) = json(
+        app.post(
+            "/v1/auth/refresh",
+            None,
+            &json!({"refresh_token": refresh_token(&second)}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // The first token again: a reuse. The whole family dies, including the newest tokens.
+    let (status, reused) = json(
+        app.post(
+            "/v1/auth/refresh",
+            None,
+            &json!({"refresh_token": refresh_token(&first)}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_error(&reused, "AUTH008");
+    let (status, dead) = json(
+        app.post(
+            "/v1/auth/refresh",
+            None,
+            &json!({"refresh_token": refresh_token(&third)}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_error(&dead, "AUTH007");
+    let (status, revoked) = json(app.get("/v1/auth/me", Some(&token(&third))).await).await;
+    assert_eq!(status, 401);
+    assert_error(&revoked, "AUTH004");
+
+    // Another login is another family, untouched.
+    let (status, again) = json(
+        app.post(
+            "/v1/auth/login",
+            None,
+            &json!({"email": "guest@example.com", "password": "correct horse battery"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        app.get("/v1/auth/me", Some(&token(&again))).await.status(),
+        200
+    );
+    let (status, junk) = json(
+        app.post(
+            "/v1/auth/refresh",
+            None,
+            &json!({"refresh_token": "not-a-token"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_error(&junk, "AUTH007");
+}
+
+#[tokio::test]
+async fn logout_revokes_the_access_token_and_the_session() {
+    let app = TestApp::spawn().await;
+    let auth = register(&app, "guest@example.com", "guest").await;
+    let access = token(&auth);
+    let res = app.post("/v1/auth/logout", Some(&access), &json!({})).await;
+    assert_eq!(res.status(), 204);
+    let (status, b) = json(app.get("/v1/auth/me", Some(&access)).await).await;
+    assert_eq!(status, 401);
+    assert_error(&b, "AUTH004");
+    let (status, b) = json(
+        app.post(
+            "/v1/auth/refresh",
+            None,
+            &json!({"refresh_token": refresh_token(&auth)}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_error(&b, "AUTH007");
+    let (status, b) = json(app.post("/v1/auth/logout", None, &json!({})).await).await;
+    assert_eq!(status, 401);
+    assert_error(&b, "AUTH001");
+}
+
+#[tokio::test]
+async fn the_profile_can_be_read_and_changed() {
+    let app = TestApp::spawn().await;
+    let auth = register(&app, "guest@example.com", "guest").await;
+    let t = token(&auth);
+    let (status, me) = json(app.get("/v1/users/me", Some(&t)).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["name"], "김민수");
+    let (status, changed) = json(
+        app.put("/v1/users/me", Some(&t), &json!({"name": "김민준", "phone": "01098765432", "profile_image_url": "https://cdn.example.com/me.png"}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["name"], "김민준");
+    assert_eq!(changed["phone"], "010-9876-5432");
+    assert_eq!(
+        changed["profile_image_url"],
+        "https://cdn.example.com/me.png"
+    );
+    let (_, cleared) = json(
+        app.put(
+            "/v1/users/me",
+            Some(&t),
+            &json!({"profile_image_url": null}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(cleared["profile_image_url"], Value::Null);
+    for (body, field) in [
+        (json!({"phone": "12345"}), "phone"),
+        (
+            json!({"profile_image_url": "javascript:alert(1)"}),
+            "profile_image_url",
+        ),
+        (json!({}), "body"),
+    ] {
+        let (status, b) = json(app.put("/v1/users/me", Some(&t), &body).await).await;
+        assert_eq!(status, 422, "{b}");
+        assert_eq!(assert_error(&b, "ACCOUNT002")["details"][0]["field"], field);
+    }
+    let (status, b) = json(
+        app.put(
+            "/v1/users/me",
+            Some(&t),
+            &json!({"email": "other@example.com"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_error(&b, "REQ002");
+}
+
+#[tokio::test]
+async fn erasing_an_account_anonymises_it_and_keeps_the_log_valid() {
+    let app = TestApp::spawn().await;
+    let host = register(&app, "host@example.com", "host").await;
+    let t = token(&host);
+    let vehicle = app.register_vehicle(&t, &vehicle_body(37.5, 127.0)).await;
+    let events_before = app.event_count().await;
+
+    // A host with a listed vehicle must remove it first.
+    let (status, b) = json(app.delete("/v1/users/me", Some(&t)).await).await;
+    assert_eq!(status, 409);
+    assert_error(&b, "ACCOUNT004");
+    assert_eq!(
+        app.delete(
+            &format!("/v1/vehicles/{}", vehicle["id"].as_str().unwrap()),
+            Some(&t)
+        )
+        .await
+        .status(),
+        204
+    );
+
+    assert_eq!(app.delete("/v1/users/me", Some(&t)).await.status(), 204);
+    let (status, b) = json(app.get("/v1/users/me", Some(&t)).await).await;
+    assert_eq!(status, 401);
+    assert_error(&b, "AUTH004");
+    let (status, _) = json(
+        app.post(
+            "/v1/auth/login",
+            None,
+            &json!({"email": "host@example.com", "password": "correct horse battery"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = json(
+        app.post(
+            "/v1/auth/refresh",
+            None,
+            &json!({"refresh_token": refresh_token(&host)}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let row: (String, String, String, Option<String>) = sqlx::query_as(
+        "SELECT email, name, phone, profile_image_url FROM users WHERE id = $1::text::uuid",
+    )
+    .bind(host["user"]["id"].as_str().unwrap())
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
+    assert!(row.0.ends_with("@erased.invalid"));
+    assert_eq!(row.1, "탈퇴한 사용자");
+    assert_eq!(row.2, "");
+    // The log is untouched (one more event: the vehicle's removal), and names the host by id only.
+    assert_eq!(app.event_count().await, events_before + 1);
+    let leaked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE payload::text ILIKE '%host@example.com%' OR metadata::text ILIKE '%host@example.com%' \
+           OR payload::text LIKE '%010-1234-5678%' OR payload::text LIKE '%김민수%'",
+    )
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
+    assert_eq!(leaked, 0);
+    // The address can be registered again.
+    register(&app, "host@example.com", "guest").await;
+}
+
+#[tokio::test]
+async fn corporate_profiles_are_checked_and_verified_by_admins() {
+    let app = TestApp::spawn().await;
+    let guest = register(&app, "guest@example.com", "guest").await;
+    let host = register(&app, "host@example.com", "host").await;
+    let other = register(&app, "other@example.com", "host").await;
+    let (_, admin) = app.user(Role::Admin);
+    let profile = json!({"company_name": "주식회사 카셰어", "business_registration_number": "1248100998",
+                         "verification_documents": ["https://docs.example.com/brn.pdf"]});
+
+    let (status, b) = json(
+        app.post(
+            "/v1/users/me/corporate-profile",
+            Some(&token(&guest)),
+            &profile,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_error(&b, "CORP005");
+    let (status, b) = json(
+        app.get("/v1/users/me/corporate-profile", Some(&token(&host)))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_error(&b, "CORP004");
+    let mut bad = profile.clone();
+    bad["business_registration_number"] = json!("124-81-00999");
+    let (status, b) = json(
+        app.post("/v1/users/me/corporate-profile", Some(&token(&host)), &bad)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 422);
+    let e = assert_error(&b, "CORP003");
+    assert_eq!(e["details"][0]["field"], "business_registration_number");
+    assert_eq!(e["details"][0]["reason"], "invalid_checksum");
+    bad["business_registration_number"] = json!("12481");
+    let (status, b) = json(
+        app.post("/v1/users/me/corporate-profile", Some(&token(&host)), &bad)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        assert_error(&b, "CORP003")["details"][0]["reason"],
+        "invalid_format"
+    );
+
+    let (status, created) = json(
+        app.post(
+            "/v1/users/me/corporate-profile",
+            Some(&token(&host)),
+            &profile,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["business_registration_number"], "124-81-00998");
+    assert_eq!(created["status"], "pending");
+    assert_eq!(created["is_verified"], false);
+    let (status, b) = json(
+        app.post(
+            "/v1/users/me/corporate-profile",
+            Some(&token(&host)),
+            &profile,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert_error(&b, "CORP001");
+    let mut hyphenated = profile.clone();
+    hyphenated["business_registration_number"] = json!("124-81-00998");
+    let (status, b) = json(
+        app.post(
+            "/v1/users/me/corporate-profile",
+            Some(&token(&other)),
+            &hyphenated,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert_error(&b, "CORP002");
+
+    // Admins review; others may not.
+    let (status, b) = json(
+        app.get(
+            "/v1/admin/corporate-profiles?status=pending",
+            Some(&token(&host)),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_error(&b, "AUTH005");
+    let (status, pending) = json(
+        app.get("/v1/admin/corporate-profiles?status=pending", Some(&admin))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(pending.as_array().unwrap().len(), 1);
+    let id = created["id"].as_str().unwrap();
+    let (status, b) = json(
+        app.put(
+            &format!("/v1/admin/corporate-profiles/{id}/verify"),
+            Some(&admin),
+            &json!({"verified": false}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(assert_error(&b, "CORP003")["details"][0]["field"], "reason");
+    let (status, rejected) = json(
+        app.put(
+            &format!("/v1/admin/corporate-profiles/{id}/verify"),
+            Some(&admin),
+            &json!({"verified": false, "reason": "서류 불명확"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(rejected["status"], "rejected");
+    assert_eq!(rejected["rejection_reason"], "서류 불명확");
+    let res = app
+        .http
+        .put(format!(
+            "{}/v1/admin/corporate-profiles/{id}/verify",
+            app.base
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    let (status, verified) = json(res).await;
+    assert_eq!(status, 200, "{verified}");
+    assert_eq!(verified["status"], "verified");
+    assert_eq!(verified["is_verified"], true);
+    let (_, mine) = json(
+        app.get("/v1/users/me/corporate-profile", Some(&token(&host)))
+            .await,
+    )
+    .await;
+    assert_eq!(mine["status"], "verified");
+    let (status, b) = json(
+        app.put(
+            &format!(
+                "/v1/admin/corporate-profiles/{}/verify",
+                uuid::Uuid::new_v4()
+            ),
+            Some(&admin),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_error(&b, "CORP004");
+    let (status, b) = json(
+        app.put(
+            &format!("/v1/admin/corporate-profiles/{id}/verify"),
+            Some(&admin),
+            &json!({"verified": "yes"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 422, "{b}");
+    assert_error(&b, "REQ002");
+}
+
+#[tokio::test]
+async fn rate_limits_trip_with_headers_and_reset() {
+    let app = TestApp::spawn_with(AppOptions {
+        env: vec![
+            ("RATE_LIMIT_IP_PER_MINUTE", "6".into()),
+            ("RATE_LIMIT_AUTH_PER_MINUTE", "3".into()),
+            ("RATE_LIMIT_WINDOW_SECONDS", "4".into()),
+        ],
+        ..AppOptions::default()
+    })
+    .await;
+    // Start right after a window boundary, so the whole sequence fits in one window.
+    let now = chrono::Utc::now();
+    let into_window = now.timestamp_millis() % 4_000;
+    tokio::time::sleep(Duration::from_millis((4_050 - into_window) as u64)).await;
+    let login = json!({"email": "nobody@example.com", "password": "whatever-password"});
+    for i in 0..3 {
+        let res = app.post("/v1/auth/login", None, &login).await;
+        assert_eq!(res.status(), 401, "attempt {i}");
+        assert_eq!(res.headers().get("ratelimit-limit").unwrap(), "3");
+    }
+    let res = app.post("/v1/auth/login", None, &login).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = res
+        .headers()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=4).contains(&retry), "{retry}");
+    assert_eq!(res.headers().get("ratelimit-remaining").unwrap(), "0");
+    assert!(res.headers().get("x-request-id").is_some());
+    let body: Value = res.json().await.unwrap();
+    assert_error(&body, "RATE001");
+    // A forged X-Forwarded-For does not help: the socket's address counts.
+    let res = app
+        .http
+        .post(format!("{}/v1/auth/login", app.base))
+        .header("X-Forwarded-For", "203.0.113.77")
+        .json(&login)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The general per-address limit covers every route; health checks are exempt.
+    let mut last = StatusCode::OK;
+    for _ in 0..4 {
+        last = app
+            .get("/v1/vehicles/00000000-0000-0000-0000-000000000000", None)
+            .await
+            .status();
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(app.get("/health", None).await.status(), 200);
+    // A new window resets the counts.
+    tokio::time::sleep(Duration::from_millis(retry * 1_000 + 100)).await;
+    assert_eq!(app.post("/v1/auth/login", None, &login).await.status(), 401);
+}
+
+#[tokio::test]
+async fn trusted_proxies_pass_on_the_client_address_and_users_have_their_own_budget() {
+    let app = TestApp::spawn_with(AppOptions {
+        env: vec![
+            ("RATE_LIMIT_AUTH_PER_MINUTE", "2".into()),
+            ("RATE_LIMIT_USER_PER_HOUR", "3".into()),
+            ("TRUSTED_PROXIES", "127.0.0.1/32, ::1".into()),
+        ],
+        ..AppOptions::default()
+    })
+    .await;
+    let login = json!({"email": "nobody@example.com", "password": "whatever-password"});
+    let from = |ip: &'static str| {
+        let http = app.http.clone();
+        let url = format!("{}/v1/auth/login", app.base);
+        let login = login.clone();
+        async move {
+            http.post(url)
+                .header("X-Forwarded-For", ip)
+                .json(&login)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(from("198.51.100.1").await, 401);
+    assert_eq!(from("198.51.100.1").await, 401);
+    assert_eq!(from("198.51.100.1").await, 429);
+    assert_eq!(
+        from("198.51.100.2").await,
+        401,
+        "another client behind the proxy has its own budget"
+    );
+    let (_, user) = app.user(Role::Guest);
+    for _ in 0..3 {
+        assert_eq!(
+            app.get("/v1/hosts/me/vehicles", Some(&user)).await.status(),
+            403
+        );
+    }
+    let res = app.get("/v1/hosts/me/vehicles", Some(&user)).await;
+    assert_eq!(res.status(), 429);
+    assert_eq!(res.headers().get("ratelimit-policy").unwrap(), "3;w=3600");
+}
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_body() {
+    let app = TestApp::spawn().await;
+    let (_, host) = app.user(Role::Host);
+    let body = vehicle_body(37.5, 127.0);
+    let send = |body: Value, key: &'static str| {
+        let http = app.http.clone();
+        let url = format!("{}/v1/vehicles", app.base);
+        let host = host.clone();
+        async move {
+            http.post(url)
+                .bearer_auth(host)
+                .header("Idempotency-Key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let first = send(body.clone(), "order-1").await;
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first_location = first.headers().get("location").unwrap().clone();
+    let first_body: Value = first.json().await.unwrap();
+    let events = app.event_count().await;
+
+    let again = send(body.clone(), "order-1").await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers().get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(again.headers().get("location").unwrap(), &first_location);
+    assert_eq!(again.json::<Value>().await.unwrap(), first_body);
+    assert_eq!(app.event_count().await, events, "the replay wrote nothing");
+
+    let mut other = body.clone();
+    other["hourly_rate"] = json!(99_000);
+    let (status, b) = json(send(other, "order-1").await).await;
+    assert_eq!(status, 422);
+    assert_error(&b, "IDEM001");
+    assert_eq!(app.event_count().await, events);
+
+    // A refused request is not remembered: fixing it and retrying with the key runs it.
+    let mut invalid = vehicle_body(37.5, 127.0);
+    invalid["year"] = json!(1900);
+    assert_eq!(send(invalid, "order-2").await.status(), 422);
+    assert_eq!(
+        send(vehicle_body(37.5, 127.0), "order-2").await.status(),
+        201
+    );
+
+    // Registration without a token is scoped to the client address.
+    let reg = registration("idem@example.com", "guest");
+    let r1 = app
+        .http
+        .post(format!("{}/v1/auth/register", app.base))
+        .header("Idempotency-Key", "signup")
+        .json(&reg)
+        .send()
+        .await
+        .unwrap();
+    let r2 = app
+        .http
+        .post(format!("{}/v1/auth/register", app.base))
+        .header("Idempotency-Key", "signup")
+        .json(&reg)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r1.status(), 201);
+    assert_eq!(r2.status(), 201);
+    assert_eq!(r2.headers().get("idempotent-replayed").unwrap(), "true");
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(users, 1);
+    let (status, b) = json(
+        app.http
+            .post(format!("{}/v1/vehicles", app.base))
+            .bearer_auth(&host)
+            .header("Idempotency-Key", "x".repeat(300))
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_error(&b, "REQ002");
+}
+
+#[tokio::test]
+async fn only_allowed_origins_get_cors_headers() {
+    let app = TestApp::spawn_with(AppOptions {
+        env: vec![(
+            "CORS_ALLOWED_ORIGINS",
+            "https://app.carshare.example".into(),
+        )],
+        ..AppOptions::default()
+    })
+    .await;
+    let preflight = app
+        .http
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/v1/vehicles", app.base),
+        )
+        .header("Origin", "https://app.carshare.example")
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization, content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success());
+    assert_eq!(
+        preflight
+            .headers()
+            .get("access-control-allow-origin")
+            .unwrap(),
+        "https://app.carshare.example"
+    );
+    let res = app
+        .http
+        .get(format!("{}/health", app.base))
+        .header("Origin", "https://app.carshare.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers().get("access-control-allow-origin").unwrap(),
+        "https://app.carshare.example"
+    );
+    let res = app
+        .http
+        .get(format!("{}/health", app.base))
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn the_demo_seed_creates_usable_accounts_and_vehicles_once() {
+    let app = TestApp::spawn().await;
+    carshare_api::cli::demo::seed(app.pool().clone(), |_, _| {})
+        .await
+        .unwrap();
+    let events = app.event_count().await;
+    assert!(events >= 300);
+    carshare_api::cli::demo::seed(app.pool().clone(), |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        app.event_count().await,
+        events,
+        "a second seed adds nothing"
+    );
+    let (status, auth) = json(
+        app.post("/v1/auth/login", None, &json!({"email": "admin@carshare.demo", "password": carshare_api::cli::demo::DEMO_PASSWORD})).await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(auth["user"]["role"], "admin");
+    let (_, host) = json(
+        app.post("/v1/auth/login", None, &json!({"email": "host.busan@carshare.demo", "password": carshare_api::cli::demo::DEMO_PASSWORD})).await,
+    )
+    .await;
+    let (_, profile) = json(
+        app.get("/v1/users/me/corporate-profile", Some(&token(&host)))
+            .await,
+    )
+    .await;
+    assert_eq!(profile["status"], "verified");
+    // The vehicles are searchable near Seoul City Hall.
+    let start = (chrono::Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%dT01:00:00Z");
+    let end = (chrono::Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%dT05:00:00Z");
+    let pool = app.pool().clone();
+    assert!(
+        carshare_tests::eventually(Duration::from_secs(15), || {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>("SELECT count(*) FROM read.vehicles")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+                    >= 300
+            }
+        })
+        .await
+    );
+    let (status, found) = json(
+        app.get(&format!("/v1/vehicles?lat=37.5663&lng=126.9779&radius=5&start_datetime={start}&end_datetime={end}"), None).await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(found.as_array().unwrap().len(), 20);
+}
