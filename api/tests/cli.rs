@@ -65,3 +65,115 @@ fn rebuild_refuses_an_unknown_projection() {
     assert_ne!(code, 0);
     assert!(stderr.contains("unknown projection `nope`"), "{stderr}");
 }
+
+/// A fresh database on the test server, dropped at the end.
+struct Db {
+    name: String,
+    server: String,
+}
+
+impl Db {
+    fn create() -> Db {
+        let server = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let name = format!("carshare_test_{}", uuid::Uuid::new_v4().simple());
+        let out = Command::new("psql")
+            .arg(format!("{server}/postgres"))
+            .args(["-qc", &format!("CREATE DATABASE {name}")])
+            .output()
+            .expect("psql runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Db { name, server }
+    }
+
+    fn url(&self) -> String {
+        format!("{}/{}", self.server, self.name)
+    }
+
+    fn query(&self, sql: &str) -> String {
+        let out = Command::new("psql")
+            .arg(self.url())
+            .args(["-Atqc", sql])
+            .output()
+            .expect("psql runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .arg(format!("{}/postgres", self.server))
+            .args([
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}
+
+#[test]
+fn admin_create_makes_an_admin_and_prints_a_generated_password_once() {
+    let db = Db::create();
+    let url = db.url();
+    let (code, stderr) = carshare(
+        &[
+            "admin",
+            "create",
+            "--email",
+            "Ops@Example.com",
+            "--name",
+            "운영자",
+            "--phone",
+            "010-5555-0000",
+        ],
+        &[("DATABASE_URL", url.as_str())],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        db.query("SELECT role || ' ' || email FROM users"),
+        "admin ops@example.com"
+    );
+    assert!(db
+        .query("SELECT password_hash FROM users")
+        .starts_with("$argon2id$"));
+    // The same address again is refused.
+    let (code, stderr) = carshare(
+        &[
+            "admin",
+            "create",
+            "--email",
+            "ops@example.com",
+            "--name",
+            "x",
+            "--phone",
+            "010-5555-0001",
+            "--password",
+            "another-password",
+        ],
+        &[("DATABASE_URL", url.as_str())],
+    );
+    assert_ne!(code, 0);
+    assert!(stderr.contains("already registered"), "{stderr}");
+    let (code, stderr) = carshare(
+        &[
+            "admin",
+            "create",
+            "--email",
+            "new@example.com",
+            "--name",
+            "x",
+            "--phone",
+            "010-5555-0002",
+            "--password",
+            "short",
+        ],
+        &[("DATABASE_URL", url.as_str())],
+    );
+    assert_ne!(code, 0, "{stderr}");
+    assert_eq!(db.query("SELECT count(*) FROM users"), "1");
+}
