@@ -240,6 +240,20 @@ impl AuthUser {
     }
 }
 
+/// The verified claims of a request's bearer token, if it carries a valid one (signature and
+/// expiry only: revocation is checked by [`AuthUser`]). Middleware uses it to tell callers apart.
+pub fn bearer_claims(req: &actix_web::dev::ServiceRequest) -> Option<Claims> {
+    let value = req.headers().get("authorization")?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    req.app_data::<web::Data<Authenticator>>()?
+        .keys
+        .verify(token.trim())
+        .ok()
+}
+
 fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
     let header = req
         .headers()

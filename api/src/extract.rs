@@ -260,6 +260,42 @@ fn form_urlencoded_parse(query: &str) -> form_urlencoded::Parse<'_> {
     form_urlencoded::parse(query.as_bytes())
 }
 
+/// Deserialises a present field (even `null`) as `Some(value)`, so `null` can mean "clear"
+/// while an absent field means "leave alone" (with `#[serde(default)]`).
+pub fn nullable<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(de).map(Some)
+}
+
+/// The `Idempotency-Key` header, if present: 1 to 255 ASCII characters, or a 422.
+pub fn idempotency_key(
+    headers: &actix_web::http::header::HeaderMap,
+) -> Result<Option<String>, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|k| !k.is_empty() && k.len() <= 255)
+            .map(|k| Some(k.to_string()))
+            .ok_or_else(|| {
+                ApiError::with_details(
+                    ErrorCode::REQ002,
+                    vec![FieldIssue::new(
+                        "Idempotency-Key",
+                        "invalid_header",
+                        "Idempotency-Key는 1~255자의 ASCII 문자열이어야 합니다.",
+                        "Idempotency-Key must be 1 to 255 ASCII characters.",
+                    )],
+                )
+            }),
+    }
+}
+
 /// Path extraction failures (e.g. a malformed UUID) as 400 REQ005.
 pub fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|err: PathError, _req| {

@@ -7,8 +7,7 @@
 //! with the same key simply runs again.
 
 use super::client_ip::ClientIp;
-use crate::auth::Authenticator;
-use crate::error::{ApiError, ErrorCode, FieldIssue};
+use crate::error::{ApiError, ErrorCode};
 use crate::extract::JsonLimit;
 use crate::state::AppState;
 use actix_web::body::{BoxBody, MessageBody};
@@ -33,32 +32,8 @@ const KEPT_HEADERS: [&str; 4] = [
 /// A pending claim older than this is taken to belong to a request that died.
 const STALE_SECONDS: f64 = 60.0;
 
-fn invalid_key() -> ApiError {
-    ApiError::with_details(
-        ErrorCode::REQ002,
-        vec![FieldIssue::new(
-            "Idempotency-Key",
-            "invalid_header",
-            "Idempotency-Key는 1~255자의 ASCII 문자열이어야 합니다.",
-            "Idempotency-Key must be 1 to 255 ASCII characters.",
-        )],
-    )
-}
-
 fn scope(req: &ServiceRequest) -> Option<String> {
-    let user = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .and_then(|token| {
-            req.app_data::<web::Data<Authenticator>>()
-                .and_then(|auth| auth.keys.verify(token.trim()).ok())
-        });
-    match user {
+    match crate::auth::bearer_claims(req) {
         Some(claims) => Some(format!("user:{}", claims.sub)),
         None => req
             .extensions()
@@ -149,17 +124,21 @@ pub async fn guard(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let key = match req.headers().get("idempotency-key") {
-        Some(v) if req.method() == Method::POST => v.to_str().ok().map(|k| k.trim().to_string()),
-        _ => {
+    if req.method() != Method::POST {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    }
+    let key = match crate::extract::idempotency_key(req.headers()) {
+        Ok(Some(key)) => key,
+        Ok(None) => {
             return next
                 .call(req)
                 .await
                 .map(ServiceResponse::map_into_boxed_body)
         }
-    };
-    let Some(key) = key.filter(|k| !k.is_empty() && k.len() <= 255) else {
-        return refuse(req, invalid_key());
+        Err(e) => return refuse(req, e),
     };
     let Some(pool) = req
         .app_data::<web::Data<AppState>>()

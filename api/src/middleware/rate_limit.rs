@@ -9,7 +9,6 @@
 //! check anyway.
 
 use super::client_ip::{self, ClientIp};
-use crate::auth::Authenticator;
 use crate::error::{ApiError, ErrorCode};
 use crate::redis_client::RedisHandle;
 use actix_web::body::{BoxBody, MessageBody};
@@ -123,19 +122,7 @@ impl RateLimiter {
                 });
             }
         }
-        let user = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .and_then(|token| {
-                req.app_data::<web::Data<Authenticator>>()
-                    .and_then(|auth| auth.keys.verify(token.trim()).ok())
-            });
-        if let Some(claims) = user {
+        if let Some(claims) = crate::auth::bearer_claims(req) {
             budgets.push(Budget {
                 name: "user",
                 key: self

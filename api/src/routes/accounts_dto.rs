@@ -2,7 +2,7 @@
 
 use carshare_commands::accounts::{CorporateProfile, User};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -107,14 +107,6 @@ pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
-fn nullable<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(de).map(Some)
-}
-
 /// A profile update: only the fields present change; `profile_image_url: null` removes it.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -124,7 +116,7 @@ pub struct UserUpdate {
     /// New mobile number.
     pub phone: Option<String>,
     /// New picture URL, or `null` to remove it.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::extract::nullable")]
     #[schema(value_type = Option<String>, nullable)]
     pub profile_image_url: Option<Option<String>>,
 }

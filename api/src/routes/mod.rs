@@ -40,30 +40,7 @@ pub fn command_metadata(
     command: &str,
 ) -> Result<EventMetadata, ApiError> {
     let correlation_id = correlation_id(req);
-    let idempotency_key = match req.headers().get("idempotency-key") {
-        None => None,
-        Some(v) => {
-            let key = v
-                .to_str()
-                .ok()
-                .map(str::trim)
-                .filter(|k| !k.is_empty() && k.len() <= 255);
-            Some(
-                key.ok_or_else(|| {
-                    ApiError::with_details(
-                        ErrorCode::REQ002,
-                        vec![FieldIssue::new(
-                            "Idempotency-Key",
-                            "invalid_header",
-                            "Idempotency-Key는 1~255자의 ASCII 문자열이어야 합니다.",
-                            "Idempotency-Key must be 1 to 255 ASCII characters.",
-                        )],
-                    )
-                })?
-                .to_string(),
-            )
-        }
-    };
+    let idempotency_key = crate::extract::idempotency_key(req.headers())?;
     Ok(EventMetadata {
         causation_id: correlation_id.clone(),
         correlation_id,

@@ -353,15 +353,6 @@ pub struct VehicleCreate {
     pub images: Option<Vec<String>>,
 }
 
-/// Deserialises a present field (even `null`) as `Some(value)`, so `null` can mean "clear".
-fn nullable<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(de).map(Some)
-}
-
 /// A partial update: only the fields present change; `null` clears an optional field.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -375,19 +366,19 @@ pub struct VehicleUpdate {
     /// New model year.
     pub year: Option<i32>,
     /// New colour (`null` clears it).
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::extract::nullable")]
     #[schema(value_type = Option<String>, nullable)]
     pub color: Option<Option<String>>,
     /// New fuel (`null` clears it).
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::extract::nullable")]
     #[schema(value_type = Option<FuelType>, nullable)]
     pub fuel_type: Option<Option<FuelType>>,
     /// New gearbox (`null` clears it).
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::extract::nullable")]
     #[schema(value_type = Option<Transmission>, nullable)]
     pub transmission: Option<Option<Transmission>>,
     /// New description (`null` clears it).
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::extract::nullable")]
     #[schema(value_type = Option<String>, nullable)]
     pub description: Option<Option<String>>,
     /// New hourly rate in won.
