@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the local services the platform needs are installed and running:
-# PostgreSQL (with contrib extensions) on 127.0.0.1:5432 and Redis on 127.0.0.1:6379.
-# Installs them from Debian's packages when absent (needs root), starts them when stopped.
+# PostgreSQL (with contrib extensions and PostGIS) on 127.0.0.1:5432, Redis on 127.0.0.1:6379,
+# and a Kafka-protocol broker (tansu) on 127.0.0.1:9092. Installs them when absent (Debian's
+# packages, needs root; tansu from crates.io), starts them when stopped.
 # Source it (`. scripts/services.sh`) and call `ensure_services`, or run it directly.
 set -euo pipefail
 
@@ -72,9 +73,36 @@ ensure_database() {
   fi
 }
 
+TANSU_VERSION=0.6.0
+TANSU_BIN="${TANSU_BIN:-${CARGO_HOME:-$HOME/.cargo}/bin/tansu}"
+TANSU_LOG="${TANSU_LOG:-${TMPDIR:-/tmp}/carshare-tansu.log}"
+
+kafka_ready() { (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; }
+
+# tansu, an Apache-2.0 Kafka-protocol broker, stands in for Apache Kafka on machines without
+# Kafka packages or Docker. It keeps messages in memory: a restart empties its topics (the
+# event store in Postgres stays the truth; see docs/operations.md).
+ensure_kafka() {
+  if ! "$TANSU_BIN" --version 2>/dev/null | grep -q " $TANSU_VERSION\$"; then
+    log "installing tansu $TANSU_VERSION from crates.io (about 15 minutes the first time)"
+    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore
+  fi
+  if ! kafka_ready; then
+    log "starting tansu on 127.0.0.1:9092 (log: $TANSU_LOG)"
+    nohup "$TANSU_BIN" broker \
+      --listener-url tcp://127.0.0.1:9092 \
+      --advertised-listener-url tcp://127.0.0.1:9092 \
+      --storage-engine memory://tansu/ >"$TANSU_LOG" 2>&1 </dev/null &
+    disown || true
+    for _ in $(seq 1 60); do kafka_ready && break; sleep 0.5; done
+  fi
+  kafka_ready || { log "the broker did not come up on 127.0.0.1:9092"; return 1; }
+}
+
 ensure_services() {
   ensure_postgres
   ensure_redis
+  ensure_kafka
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

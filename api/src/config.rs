@@ -3,6 +3,9 @@
 //! Every setting is read once at start-up; a missing or malformed one stops the program with a
 //! message naming the variable. Secrets are held as `SecretString` and never printed.
 
+use carshare_event_store::kafka::{is_valid_topic_part, KafkaSettings};
+use carshare_event_store::relay::RelaySettings;
+use carshare_projections::{ConsumerSettings, Source as ProjectionSource};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
 use std::fmt;
@@ -92,6 +95,8 @@ pub struct Settings {
     pub kakao: Option<KakaoConfig>,
     /// Run the projection workers inside `serve` (`RUN_PROJECTIONS`, default true).
     pub run_projections: bool,
+    /// Kafka, the relay, and where the projection workers read.
+    pub stream: StreamSettings,
     /// Events per projection batch (`PROJECTION_BATCH_SIZE`, default 500).
     pub projection_batch_size: i64,
     /// Projection poll interval (`PROJECTION_POLL_INTERVAL_MS`, default 50).
@@ -117,6 +122,7 @@ impl fmt::Debug for Settings {
             .field("redis_key_prefix", &self.redis_key_prefix)
             .field("kakao_enabled", &self.kakao.is_some())
             .field("run_projections", &self.run_projections)
+            .field("stream", &self.stream)
             .finish_non_exhaustive()
     }
 }
@@ -242,6 +248,122 @@ impl DatabaseSettings {
     }
 }
 
+/// Kafka, the relay, and where the projection workers read; used by `serve`, `relay` and
+/// `project`.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// The brokers and names (`KAFKA_BROKERS`; absent means no Kafka). `KAFKA_TOPIC_PREFIX`
+    /// (default `carshare`), `KAFKA_TOPIC_PARTITIONS` (default 6), `KAFKA_TOPIC_REPLICATION`
+    /// (default 1), `KAFKA_GROUP_PREFIX` (default: the topic prefix),
+    /// `KAFKA_MESSAGE_TIMEOUT_MS` (default 30000).
+    pub kafka: Option<KafkaSettings>,
+    /// Where projection workers read (`PROJECTION_SOURCE`: `postgres` or `kafka`; default
+    /// `kafka` when `KAFKA_BROKERS` is set, else `postgres`).
+    pub source: ProjectionSource,
+    /// Run the relay inside `serve` when Kafka is configured (`RUN_RELAY`, default true).
+    pub run_relay: bool,
+    /// Relay tuning (`RELAY_BATCH_SIZE`, default 5000).
+    pub relay: RelaySettings,
+    /// Kafka consumer tuning (`KAFKA_SESSION_TIMEOUT_MS`, default 10000;
+    /// `KAFKA_FETCH_WAIT_MS`, default 20).
+    pub consumer: ConsumerSettings,
+}
+
+impl StreamSettings {
+    /// Reads them from `src`.
+    pub fn from_source(src: &dyn Source) -> Result<StreamSettings, ConfigError> {
+        let invalid = |var: &'static str, reason: &str| ConfigError::Invalid {
+            var,
+            reason: reason.to_string(),
+        };
+        let kafka = match src.get("KAFKA_BROKERS") {
+            None => None,
+            Some(brokers) => {
+                let mut kafka = KafkaSettings::new(brokers.trim());
+                if let Some(prefix) = src.get("KAFKA_TOPIC_PREFIX") {
+                    if !is_valid_topic_part(prefix.trim()) {
+                        return Err(invalid(
+                            "KAFKA_TOPIC_PREFIX",
+                            "use letters, digits, `.`, `_` and `-` (at most 200)",
+                        ));
+                    }
+                    kafka.topic_prefix = prefix.trim().to_string();
+                }
+                kafka.group_prefix = match src.get("KAFKA_GROUP_PREFIX") {
+                    None => kafka.topic_prefix.clone(),
+                    Some(group) => group.trim().to_string(),
+                };
+                kafka.partitions = parsed(src, "KAFKA_TOPIC_PARTITIONS", 6)?;
+                if !(1..=1000).contains(&kafka.partitions) {
+                    return Err(invalid(
+                        "KAFKA_TOPIC_PARTITIONS",
+                        "must be between 1 and 1000",
+                    ));
+                }
+                kafka.replication = parsed(src, "KAFKA_TOPIC_REPLICATION", 1)?;
+                if !(1..=10).contains(&kafka.replication) {
+                    return Err(invalid(
+                        "KAFKA_TOPIC_REPLICATION",
+                        "must be between 1 and 10",
+                    ));
+                }
+                kafka.message_timeout = millis(src, "KAFKA_MESSAGE_TIMEOUT_MS", 30_000)?;
+                if kafka.message_timeout < Duration::from_secs(1) {
+                    return Err(invalid("KAFKA_MESSAGE_TIMEOUT_MS", "must be at least 1000"));
+                }
+                Some(kafka)
+            }
+        };
+        let source = match src.get("PROJECTION_SOURCE").as_deref().map(str::trim) {
+            None if kafka.is_some() => ProjectionSource::Kafka,
+            None | Some("postgres") => ProjectionSource::Postgres,
+            Some("kafka") if kafka.is_some() => ProjectionSource::Kafka,
+            Some("kafka") => {
+                return Err(invalid(
+                    "PROJECTION_SOURCE",
+                    "`kafka` needs KAFKA_BROKERS to be set",
+                ))
+            }
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: "PROJECTION_SOURCE",
+                    reason: format!("`{other}` is not postgres or kafka"),
+                })
+            }
+        };
+        let relay_batch: i64 = parsed(src, "RELAY_BATCH_SIZE", 5_000)?;
+        if !(1..=50_000).contains(&relay_batch) {
+            return Err(invalid("RELAY_BATCH_SIZE", "must be between 1 and 50000"));
+        }
+        let session_timeout = millis(src, "KAFKA_SESSION_TIMEOUT_MS", 10_000)?;
+        if !(Duration::from_secs(1)..=Duration::from_secs(300)).contains(&session_timeout) {
+            return Err(invalid(
+                "KAFKA_SESSION_TIMEOUT_MS",
+                "must be between 1000 and 300000",
+            ));
+        }
+        Ok(StreamSettings {
+            kafka,
+            source,
+            run_relay: flag(src, "RUN_RELAY", true)?,
+            relay: RelaySettings {
+                batch_size: relay_batch,
+                ..RelaySettings::default()
+            },
+            consumer: ConsumerSettings {
+                session_timeout,
+                fetch_wait: millis(src, "KAFKA_FETCH_WAIT_MS", 20)?,
+                ..ConsumerSettings::default()
+            },
+        })
+    }
+
+    /// Reads them from the process environment.
+    pub fn from_env() -> Result<StreamSettings, ConfigError> {
+        StreamSettings::from_source(&Environment)
+    }
+}
+
 impl Settings {
     /// The database part of the settings.
     pub fn database(&self) -> DatabaseSettings {
@@ -362,6 +484,7 @@ impl Settings {
             cors_allowed_origins,
             kakao,
             run_projections: flag(src, "RUN_PROJECTIONS", true)?,
+            stream: StreamSettings::from_source(src)?,
             projection_batch_size: parsed(src, "PROJECTION_BATCH_SIZE", 500)?,
             projection_poll_interval: millis(src, "PROJECTION_POLL_INTERVAL_MS", 50)?,
             read_your_writes_timeout: millis(src, "READ_YOUR_WRITES_TIMEOUT_MS", 3_000)?,
@@ -463,10 +586,47 @@ mod tests {
             ("TRUSTED_PROXIES", "10.0.0.0/8, nonsense"),
             ("CORS_ALLOWED_ORIGINS", "example.com"),
             ("REFRESH_TOKEN_TTL_DAYS", "0"),
+            ("PROJECTION_SOURCE", "kafka"),
+            ("PROJECTION_SOURCE", "files"),
         ] {
             let mut env = base();
             env.insert(var.into(), value.into());
             match Settings::from_source(&env) {
+                Err(ConfigError::Invalid { var: v, .. }) => assert_eq!(v, var),
+                other => panic!("{var}={value}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn kafka_settings_follow_the_brokers() {
+        let s = Settings::from_source(&base()).unwrap();
+        assert!(s.stream.kafka.is_none());
+        assert_eq!(s.stream.source, ProjectionSource::Postgres);
+
+        let mut env = base();
+        env.insert("KAFKA_BROKERS".into(), "127.0.0.1:9092".into());
+        env.insert("KAFKA_TOPIC_PREFIX".into(), "staging".into());
+        let s = Settings::from_source(&env).unwrap();
+        let kafka = s.stream.kafka.clone().unwrap();
+        assert_eq!(kafka.topic("Vehicle"), "staging.vehicle.events");
+        assert_eq!(kafka.group("vehicles"), "staging.projection.vehicles");
+        assert_eq!(s.stream.source, ProjectionSource::Kafka);
+
+        env.insert("PROJECTION_SOURCE".into(), "postgres".into());
+        let s = Settings::from_source(&env).unwrap();
+        assert_eq!(s.stream.source, ProjectionSource::Postgres);
+
+        for (var, value) in [
+            ("KAFKA_TOPIC_PREFIX", "has space"),
+            ("KAFKA_TOPIC_PARTITIONS", "0"),
+            ("KAFKA_MESSAGE_TIMEOUT_MS", "10"),
+            ("RELAY_BATCH_SIZE", "0"),
+            ("RUN_RELAY", "perhaps"),
+        ] {
+            let mut bad = env.clone();
+            bad.insert(var.into(), value.into());
+            match Settings::from_source(&bad) {
                 Err(ConfigError::Invalid { var: v, .. }) => assert_eq!(v, var),
                 other => panic!("{var}={value}: {other:?}"),
             }

@@ -3,7 +3,7 @@
 //! `run_until_stopped` serves until a signal arrives, then stops the workers.
 
 use crate::auth::{Authenticator, RedisRevocations, TokenKeys};
-use crate::config::Settings;
+use crate::config::{Settings, StreamSettings};
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::{path_config, JsonLimit};
 use crate::middleware::rate_limit::RateLimiter;
@@ -21,8 +21,12 @@ use carshare_commands::external::kakao::{KakaoGeocoder, KakaoSettings};
 use carshare_commands::geocoding::Geocoder;
 use carshare_commands::vehicles::VehicleService;
 use carshare_commands::SystemClock;
+use carshare_event_store::relay::Relay;
 use carshare_event_store::{CommitSignal, MIGRATOR};
-use carshare_projections::{ProgressBoard, ProjectionRunner, RunnerSettings};
+use carshare_projections::{
+    KafkaProjectionWorker, ProgressBoard, ProjectionRunner, RunnerSettings,
+    Source as ProjectionSource,
+};
 use sqlx::PgPool;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -102,22 +106,62 @@ async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::new(ErrorCode::REQ007))
 }
 
-/// Starts one worker per projection, woken by this process's commits.
-pub fn spawn_projection_workers(
-    pool: &PgPool,
-    settings: RunnerSettings,
-    board: &ProgressBoard,
-    signal: &CommitSignal,
-    shutdown: &CancellationToken,
-) -> Vec<JoinHandle<()>> {
-    carshare_projections::all()
-        .into_iter()
-        .map(|projection| {
-            let runner = ProjectionRunner::new(pool.clone(), projection, settings, board.clone())
-                .woken_by(signal.subscribe());
-            tokio::spawn(runner.run(shutdown.child_token()))
-        })
-        .collect()
+/// What background work a process runs beside (or instead of) the HTTP server.
+pub struct Workers<'a> {
+    /// Postgres.
+    pub pool: &'a PgPool,
+    /// Kafka and the projection source.
+    pub stream: &'a StreamSettings,
+    /// Postgres-stream runner tuning.
+    pub runner: RunnerSettings,
+    /// Where in-process projection progress is published.
+    pub board: &'a ProgressBoard,
+    /// Commits of this process (wakes the stream readers at once).
+    pub signal: &'a CommitSignal,
+    /// Stops them all.
+    pub shutdown: &'a CancellationToken,
+}
+
+impl Workers<'_> {
+    /// Starts one worker per projection, reading the Postgres stream or consuming Kafka as
+    /// configured.
+    pub fn spawn_projections(&self) -> Vec<JoinHandle<()>> {
+        carshare_projections::all()
+            .into_iter()
+            .map(
+                |projection| match (&self.stream.source, &self.stream.kafka) {
+                    (ProjectionSource::Kafka, Some(kafka)) => {
+                        let worker = KafkaProjectionWorker::new(
+                            self.pool.clone(),
+                            projection,
+                            kafka.clone(),
+                            self.stream.consumer,
+                            self.board.clone(),
+                        );
+                        tokio::spawn(worker.run(self.shutdown.child_token()))
+                    }
+                    _ => {
+                        let runner = ProjectionRunner::new(
+                            self.pool.clone(),
+                            projection,
+                            self.runner,
+                            self.board.clone(),
+                        )
+                        .woken_by(self.signal.subscribe());
+                        tokio::spawn(runner.run(self.shutdown.child_token()))
+                    }
+                },
+            )
+            .collect()
+    }
+
+    /// Starts the relay, if Kafka is configured.
+    pub fn spawn_relay(&self) -> Option<JoinHandle<()>> {
+        let kafka = self.stream.kafka.clone()?;
+        let relay = Relay::new(self.pool.clone(), kafka, self.stream.relay)
+            .woken_by(self.signal.subscribe());
+        Some(tokio::spawn(relay.run(self.shutdown.child_token())))
+    }
 }
 
 impl Application {
@@ -154,22 +198,27 @@ impl Application {
             )),
         };
         let signal = CommitSignal::default();
-        let board = ProgressBoard::default();
+        let board = ProgressBoard::new(settings.stream.source);
         let shutdown = CancellationToken::new();
-        let workers = if settings.run_projections {
-            spawn_projection_workers(
-                &pool,
-                RunnerSettings {
-                    batch_size: settings.projection_batch_size,
-                    poll_interval: settings.projection_poll_interval,
-                },
-                &board,
-                &signal,
-                &shutdown,
-            )
+        let background = Workers {
+            pool: &pool,
+            stream: &settings.stream,
+            runner: RunnerSettings {
+                batch_size: settings.projection_batch_size,
+                poll_interval: settings.projection_poll_interval,
+            },
+            board: &board,
+            signal: &signal,
+            shutdown: &shutdown,
+        };
+        let mut workers = if settings.run_projections {
+            background.spawn_projections()
         } else {
             Vec::new()
         };
+        if settings.stream.run_relay {
+            workers.extend(background.spawn_relay());
+        }
         let tokens = TokenKeys::new(&settings.jwt_secret, settings.access_token_ttl);
         let revocations = Arc::new(RedisRevocations::new(
             redis.clone(),
@@ -182,7 +231,6 @@ impl Application {
             chrono::Duration::from_std(settings.refresh_token_ttl)
                 .unwrap_or(chrono::Duration::days(14)),
         ));
-        let mut workers = workers;
         {
             let pool = pool.clone();
             let stop = shutdown.child_token();
@@ -261,6 +309,8 @@ impl Application {
         tracing::info!(
             port,
             projections = settings.run_projections,
+            source = ?settings.stream.source,
+            relay = settings.stream.run_relay && settings.stream.kafka.is_some(),
             "carshare API listening"
         );
         Ok(Application {

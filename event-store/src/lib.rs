@@ -1,10 +1,13 @@
 //! The Postgres event store and the ordered event stream.
 //!
 //! Writes go through cqrs-es 0.5 and postgres-es 0.5 (`store`). Reads of the whole log, in an
-//! order that never skips an event committed late, go through [`stream::StreamReader`].
+//! order that never skips an event committed late, go through [`stream::StreamReader`], which
+//! also feeds the Kafka [`relay::Relay`].
 
+pub mod kafka;
 pub mod metadata;
 pub mod metrics;
+pub mod relay;
 pub mod store;
 pub mod stream;
 pub mod upcasters;

@@ -256,6 +256,33 @@ impl StreamReader {
             .collect()
     }
 
+    /// Every event strictly between two cursors, in stream order. `before` must be the cursor
+    /// of an event already read from the stream (so everything before it is committed); used
+    /// to fill a range a Kafka consumer never received.
+    pub async fn read_between(
+        &self,
+        after: StreamCursor,
+        before: StreamCursor,
+    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {} FROM events \
+             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+               AND (transaction_id, global_position) < ($3::text::xid8, $4) \
+             ORDER BY events.transaction_id, events.global_position",
+            self.columns
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after.transaction_id.to_string())
+            .bind(after.position)
+            .bind(before.transaction_id.to_string())
+            .bind(before.position)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| StoredEvent::from_row(row).map(|e| e.upcast(&self.upcasters)))
+            .collect()
+    }
+
     /// Sends every event after `after` that lies below the horizon when the call starts, in
     /// stream order, as chunks of `chunk_size` through `sink`, from one streamed query: cheaper
     /// than one query per chunk when the whole log is replayed. Returns the number of events

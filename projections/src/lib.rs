@@ -5,6 +5,7 @@
 //! same transaction; [`rebuild::rebuild`] builds the tables afresh beside the live ones and
 //! swaps them in. Queries over the read tables live beside the projection that builds them.
 
+pub mod consumer;
 pub mod metrics;
 pub mod progress;
 pub mod projection;
@@ -13,7 +14,8 @@ pub mod runner;
 pub mod status;
 pub mod vehicles;
 
-pub use progress::ProgressBoard;
+pub use consumer::{ConsumerSettings, KafkaProjectionWorker};
+pub use progress::{ProgressBoard, Source};
 pub use projection::{Poisoned, Projection, Target};
 pub use runner::{ProjectionRunner, RunnerSettings};
 

@@ -1,5 +1,11 @@
 //! Where each projection stands, for read-your-writes: after a command, the API waits (bounded)
 //! until the projections it reads from have passed the command's events.
+//!
+//! Reading the Postgres stream, a projection's checkpoint is a stream position: "passed" means
+//! every event up to the position is applied. Consuming Kafka, partitions advance
+//! independently, so there is no such prefix: "passed" means the event at the position itself
+//! (its aggregate, at its sequence) is applied, which is what a client reading its own write
+//! needs.
 
 use carshare_event_store::StreamCursor;
 use sqlx::PgPool;
@@ -9,17 +15,47 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+/// Where the projection workers take their events from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Source {
+    /// The ordered stream in Postgres (the default, and the only source without Kafka).
+    #[default]
+    Postgres,
+    /// Kafka topics filled by the relay.
+    Kafka,
+}
+
 /// In-process progress of the projection runners of this process. Projections run by other
-/// processes are followed through their checkpoint rows instead.
+/// processes are followed through their checkpoint rows (or read tables) instead.
 #[derive(Clone, Default)]
 pub struct ProgressBoard {
     inner: Arc<RwLock<HashMap<&'static str, watch::Sender<StreamCursor>>>>,
+    source: Source,
+    applied: Arc<watch::Sender<u64>>,
 }
 
 /// How often a projection run elsewhere is polled while waiting.
 const POLL: Duration = Duration::from_millis(10);
 
 impl ProgressBoard {
+    /// A board for workers reading `source`.
+    pub fn new(source: Source) -> ProgressBoard {
+        ProgressBoard {
+            source,
+            ..ProgressBoard::default()
+        }
+    }
+
+    /// Where the workers read.
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    /// Records that a Kafka worker of this process committed a batch (wakes waiters).
+    pub fn applied(&self, _projection: &'static str) {
+        self.applied.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Records that `projection` has applied everything up to `cursor`.
     pub fn publish(&self, projection: &'static str, cursor: StreamCursor) {
         let existing = self
@@ -63,6 +99,11 @@ impl ProgressBoard {
         timeout: Duration,
     ) -> bool {
         let deadline = Instant::now() + timeout;
+        if self.source == Source::Kafka {
+            return self
+                .wait_for_event(pool, projections, target, deadline)
+                .await;
+        }
         for name in projections {
             let reached = match self.local(name) {
                 Some(mut rx) => tokio::time::timeout_at(deadline, rx.wait_for(|c| *c >= target))
@@ -72,6 +113,62 @@ impl ProgressBoard {
             };
             if !reached {
                 return false;
+            }
+        }
+        true
+    }
+}
+
+impl ProgressBoard {
+    /// Kafka mode: waits until the event at `target` is applied by each named projection that
+    /// handles its aggregate type.
+    async fn wait_for_event(
+        &self,
+        pool: &PgPool,
+        projections: &[&str],
+        target: StreamCursor,
+        deadline: Instant,
+    ) -> bool {
+        let event: Option<(String, String, i64)> = match sqlx::query_as(
+            "SELECT aggregate_type, aggregate_id, sequence FROM events WHERE global_position = $1",
+        )
+        .bind(target.position)
+        .fetch_optional(pool)
+        .await
+        {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::debug!(error = %e, "looking up the awaited event failed");
+                return false;
+            }
+        };
+        let Some((aggregate_type, aggregate_id, sequence)) = event else {
+            // Not an event position: nothing to wait for.
+            return true;
+        };
+        let mut woken = self.applied.subscribe();
+        for name in projections {
+            let Some(projection) = crate::by_name(name) else {
+                continue;
+            };
+            if !projection.handles(&aggregate_type) {
+                continue;
+            }
+            loop {
+                match projection
+                    .applied_sequence(pool, &aggregate_type, &aggregate_id)
+                    .await
+                {
+                    Ok(applied) if applied >= sequence => break,
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "applied-sequence poll failed"),
+                }
+                if Instant::now() >= deadline {
+                    return false;
+                }
+                let _ =
+                    tokio::time::timeout_at(deadline.min(Instant::now() + POLL), woken.changed())
+                        .await;
             }
         }
         true

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use carshare_event_store::{StoredEvent, StreamReader};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 
 /// Which copy of a projection's tables to write: the live ones, or the shadow copies a rebuild
 /// fills before swapping them in.
@@ -45,8 +45,14 @@ pub trait Projection: Send + Sync {
     /// Its tables in schema `read`, rebuilt and swapped together.
     fn tables(&self) -> &'static [&'static str];
 
+    /// The aggregate types whose events concern it (in Kafka mode, their topics are the ones
+    /// it consumes).
+    fn aggregate_types(&self) -> &'static [&'static str];
+
     /// Whether events of this aggregate type concern it.
-    fn handles(&self, aggregate_type: &str) -> bool;
+    fn handles(&self, aggregate_type: &str) -> bool {
+        self.aggregate_types().contains(&aggregate_type)
+    }
 
     /// Whether it reads event metadata (actor, correlation id); when not, the stream is read
     /// without it.
@@ -66,4 +72,14 @@ pub trait Projection: Send + Sync {
         reader: &StreamReader,
         events: &[StoredEvent],
     ) -> Result<Vec<Poisoned>, sqlx::Error>;
+
+    /// The sequence of the last event of one aggregate applied to the live tables (0 when
+    /// none): how read-your-writes waits when the events arrive through Kafka, where no single
+    /// stream position describes a projection's progress.
+    async fn applied_sequence(
+        &self,
+        pool: &PgPool,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<i64, sqlx::Error>;
 }

@@ -305,7 +305,10 @@ pub async fn checkpoint(
     Ok(row.map(to_cursor))
 }
 
-async fn ensure_checkpoint(pool: &PgPool, projection: &str) -> Result<StreamCursor, sqlx::Error> {
+pub(crate) async fn ensure_checkpoint(
+    pool: &PgPool,
+    projection: &str,
+) -> Result<StreamCursor, sqlx::Error> {
     if let Some(cursor) = checkpoint(pool, projection).await? {
         return Ok(cursor);
     }
@@ -331,6 +334,20 @@ pub(crate) async fn lock_checkpoint(
     .fetch_optional(&mut *conn)
     .await?;
     Ok(row.map(to_cursor).unwrap_or_default())
+}
+
+/// Holds the checkpoint row shared for the rest of the transaction: Kafka consumers, which do
+/// not move it, still keep a rebuild's swap (which locks it for update) from happening under
+/// their batch.
+pub(crate) async fn share_checkpoint(
+    conn: &mut PgConnection,
+    projection: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1 FROM projection_checkpoints WHERE projection = $1 FOR SHARE")
+        .bind(projection)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
 }
 
 /// Moves the checkpoint to `to`.

@@ -1,6 +1,7 @@
 //! Health of the projections, for `/ready`, `/metrics` and operators.
 
 use crate::metrics;
+use crate::progress::Source;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -10,7 +11,9 @@ use sqlx::PgPool;
 pub struct ProjectionStatus {
     /// Name.
     pub name: String,
-    /// Global position of its checkpoint.
+    /// Where its workers read: `postgres` or `kafka`.
+    pub source: &'static str,
+    /// Global position of its checkpoint (Kafka: the highest applied).
     pub position: i64,
     /// Events in the log it has not processed yet (capped at 1,000,000).
     pub lag_events: i64,
@@ -47,33 +50,32 @@ type StatusRow = (
 );
 
 /// The status of the named projections (a projection that never ran shows position 0).
-pub async fn statuses(pool: &PgPool, names: &[&str]) -> Result<Vec<ProjectionStatus>, sqlx::Error> {
+///
+/// Reading the Postgres stream, the position is the checkpoint and the lag counts the events
+/// after it. Consuming Kafka, the position is the highest global position applied and the lag
+/// counts the messages between each partition's recorded offset and its end as last read (the
+/// relay's own lag is reported by the relay); the lag's age is then an upper bound: the age of
+/// the newest applied event of a lagging partition.
+pub async fn statuses(
+    pool: &PgPool,
+    names: &[&str],
+    source: Source,
+) -> Result<Vec<ProjectionStatus>, sqlx::Error> {
     let mut out = Vec::with_capacity(names.len());
     for name in names {
-        let row: StatusRow = sqlx::query_as(
-            "WITH cp AS ( \
-               SELECT coalesce((SELECT transaction_id FROM projection_checkpoints WHERE projection = $1), '0'::xid8) AS tx, \
-                      coalesce((SELECT global_position FROM projection_checkpoints WHERE projection = $1), 0) AS pos) \
-             SELECT (SELECT global_position FROM projection_checkpoints WHERE projection = $1), \
-                    (SELECT updated_at FROM projection_checkpoints WHERE projection = $1), \
-                    (SELECT count(*) FROM (SELECT 1 FROM events e, cp \
-                       WHERE (e.transaction_id, e.global_position) > (cp.tx, cp.pos) LIMIT 1000000) behind), \
-                    (SELECT min(e.recorded_at) FROM (SELECT recorded_at FROM events e, cp \
-                       WHERE (e.transaction_id, e.global_position) > (cp.tx, cp.pos) \
-                       ORDER BY e.transaction_id, e.global_position LIMIT 1) e), \
-                    (SELECT count(*) FROM projection_dead_letters WHERE projection = $1), \
-                    r.events_applied, r.events_total, r.started_at \
-             FROM (SELECT 1) one \
-             LEFT JOIN projection_rebuilds r ON r.projection = $1 AND r.status = 'running'",
-        )
-        .bind(name)
-        .fetch_one(pool)
-        .await?;
+        let sql = match source {
+            Source::Postgres => POSTGRES_STATUS,
+            Source::Kafka => KAFKA_STATUS,
+        };
+        let row: StatusRow = sqlx::query_as(sql).bind(name).fetch_one(pool).await?;
         let (position, updated_at, lag_events, oldest, dead_letters, applied, total, started) = row;
-        let lag_seconds = oldest
-            .map(|t| (Utc::now() - t).num_milliseconds() as f64 / 1000.0)
-            .unwrap_or(0.0)
-            .max(0.0);
+        let lag_seconds = match source {
+            Source::Kafka if lag_events == 0 => 0.0,
+            _ => oldest
+                .map(|t| (Utc::now() - t).num_milliseconds() as f64 / 1000.0)
+                .unwrap_or(0.0)
+                .max(0.0),
+        };
         metrics::LAG_EVENTS
             .with_label_values(&[name])
             .set(lag_events);
@@ -88,6 +90,10 @@ pub async fn statuses(pool: &PgPool, names: &[&str]) -> Result<Vec<ProjectionSta
             .set(position.unwrap_or(0));
         out.push(ProjectionStatus {
             name: (*name).to_string(),
+            source: match source {
+                Source::Postgres => "postgres",
+                Source::Kafka => "kafka",
+            },
             position: position.unwrap_or(0),
             lag_events,
             lag_seconds,
@@ -107,6 +113,30 @@ pub async fn statuses(pool: &PgPool, names: &[&str]) -> Result<Vec<ProjectionSta
     }
     Ok(out)
 }
+
+const POSTGRES_STATUS: &str = "WITH cp AS ( \
+               SELECT coalesce((SELECT transaction_id FROM projection_checkpoints WHERE projection = $1), '0'::xid8) AS tx, \
+                      coalesce((SELECT global_position FROM projection_checkpoints WHERE projection = $1), 0) AS pos) \
+             SELECT (SELECT global_position FROM projection_checkpoints WHERE projection = $1), \
+                    (SELECT updated_at FROM projection_checkpoints WHERE projection = $1), \
+                    (SELECT count(*) FROM (SELECT 1 FROM events e, cp \
+                       WHERE (e.transaction_id, e.global_position) > (cp.tx, cp.pos) LIMIT 1000000) behind), \
+                    (SELECT min(e.recorded_at) FROM (SELECT recorded_at FROM events e, cp \
+                       WHERE (e.transaction_id, e.global_position) > (cp.tx, cp.pos) \
+                       ORDER BY e.transaction_id, e.global_position LIMIT 1) e), \
+                    (SELECT count(*) FROM projection_dead_letters WHERE projection = $1), \
+                    r.events_applied, r.events_total, r.started_at \
+             FROM (SELECT 1) one \
+             LEFT JOIN projection_rebuilds r ON r.projection = $1 AND r.status = 'running'";
+
+const KAFKA_STATUS: &str = "WITH o AS (SELECT * FROM projection_offsets WHERE projection = $1) \
+     SELECT (SELECT max(last_position) FROM o), (SELECT max(updated_at) FROM o), \
+            (SELECT coalesce(sum(greatest(coalesce(high_watermark, next_offset) - next_offset, 0)), 0)::bigint FROM o), \
+            (SELECT min(last_recorded_at) FROM o WHERE high_watermark > next_offset), \
+            (SELECT count(*) FROM projection_dead_letters WHERE projection = $1), \
+            r.events_applied, r.events_total, r.started_at \
+     FROM (SELECT 1) one \
+     LEFT JOIN projection_rebuilds r ON r.projection = $1 AND r.status = 'running'";
 
 /// Refreshes the stream-horizon gauge; returns the horizon's age in seconds.
 pub async fn refresh_horizon(pool: &PgPool) -> Result<f64, sqlx::Error> {

@@ -1,8 +1,12 @@
 //! Test harness: the real application on a random port over a fresh Postgres database, real
-//! Redis, and local stub servers for external APIs. Set `TEST_LOG=1` to see the service's logs.
+//! Redis, and local stub servers for external APIs. Set `TEST_LOG=1` to see the service's logs
+//! (or `TEST_LOG=<filter>`, e.g. `carshare_projections=debug`).
 //!
 //! Connection settings: `TEST_DATABASE_URL` (a server URL without database, default
 //! `postgres://postgres@127.0.0.1:5432`) and `TEST_REDIS_URL` (default `redis://127.0.0.1:6379`).
+
+pub mod history;
+pub mod kafka;
 
 use actix_web::dev::ServerHandle;
 use carshare_api::auth::{Claims, TokenKeys, ACCESS, ISSUER};
@@ -39,10 +43,16 @@ pub fn redis_url() -> String {
 
 static LOGS: Once = Once::new();
 
-fn init_logs() {
+/// Sends the service's logs to the test output when `TEST_LOG` is set.
+pub fn init_logs() {
     LOGS.call_once(|| {
-        if std::env::var("TEST_LOG").is_ok() {
-            carshare_api::telemetry::init(carshare_api::config::LogFormat::Pretty, "info");
+        if let Ok(filter) = std::env::var("TEST_LOG") {
+            let filter = if filter == "1" {
+                "info"
+            } else {
+                filter.as_str()
+            };
+            carshare_api::telemetry::init(carshare_api::config::LogFormat::Pretty, filter);
         }
     });
 }

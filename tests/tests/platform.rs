@@ -8,6 +8,7 @@ use carshare_projections::rebuild::{self, RebuildSettings};
 use carshare_projections::runner::Step;
 use carshare_projections::vehicles::VehicleProjection;
 use carshare_projections::{ProgressBoard, Projection, ProjectionRunner, RunnerSettings, Target};
+use carshare_tests::history::{assert_same_rows, head_cursor, insert_raw, snapshot, write_history};
 use carshare_tests::{
     assert_error, eventually, json, vehicle_body, AppOptions, TestApp, TestDatabase,
 };
@@ -20,28 +21,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
-
-async fn insert_raw(
-    conn: &mut sqlx::PgConnection,
-    aggregate_type: &str,
-    aggregate_id: &str,
-    sequence: i64,
-    event_type: &str,
-    payload: Value,
-) -> i64 {
-    sqlx::query_scalar(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-         VALUES ($1, $2, $3, $4, '1.0', $5, '{}') RETURNING global_position",
-    )
-    .bind(aggregate_type)
-    .bind(aggregate_id)
-    .bind(sequence)
-    .bind(event_type)
-    .bind(payload)
-    .fetch_one(conn)
-    .await
-    .expect("insert event")
-}
 
 #[tokio::test]
 async fn an_event_committed_late_by_a_held_transaction_is_not_skipped() {
@@ -168,30 +147,6 @@ async fn the_stream_reads_in_batches_in_transaction_order() {
     assert_eq!(ids, expected);
 }
 
-async fn snapshot(pool: &PgPool) -> String {
-    sqlx::query_scalar(
-        "SELECT coalesce(json_agg(t ORDER BY t.id)::text, '[]') FROM read.vehicles t",
-    )
-    .fetch_one(pool)
-    .await
-    .unwrap()
-}
-
-/// The cursor of the newest event in the log, ignoring the read horizon.
-async fn head_cursor(pool: &PgPool) -> StreamCursor {
-    let (tx, position): (String, i64) = sqlx::query_as(
-        "SELECT transaction_id::text, global_position FROM events \
-         ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1",
-    )
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    StreamCursor {
-        transaction_id: tx.parse().unwrap(),
-        position,
-    }
-}
-
 /// Steps the runner until it has applied every event in the log (other tests' transactions in
 /// the same cluster can hold the horizon back for a moment, so idling is not the end).
 async fn run_until_idle(runner: &ProjectionRunner) -> usize {
@@ -224,104 +179,6 @@ fn runner(pool: &PgPool, batch_size: i64) -> ProjectionRunner {
         },
         ProgressBoard::default(),
     )
-}
-
-/// Registers vehicles and changes them, straight through the command service.
-async fn write_history(pool: &PgPool, vehicles: usize) -> Vec<Uuid> {
-    use carshare_commands::vehicles::{
-        LocationInput, RegisterVehicle, UpdateVehicle, VehicleService,
-    };
-    use carshare_commands::SystemClock;
-    use carshare_domain::vehicle::{VehiclePatch, VehicleStatus};
-    use carshare_event_store::{CommitSignal, EventMetadata};
-    let service = VehicleService::new(
-        pool.clone(),
-        CommitSignal::default(),
-        None,
-        Arc::new(SystemClock),
-    );
-    let host = carshare_domain::Actor::new(Uuid::new_v4(), Role::Host);
-    let meta = |command: &str| EventMetadata {
-        correlation_id: Uuid::new_v4().to_string(),
-        causation_id: Uuid::new_v4().to_string(),
-        actor_id: Some(host.user_id),
-        actor_role: Some("host".into()),
-        idempotency_key: None,
-        issued_at: Utc::now(),
-        command: command.into(),
-    };
-    let mut ids = Vec::new();
-    for i in 0..vehicles {
-        let done = service
-            .register(
-                host,
-                RegisterVehicle {
-                    license_plate: carshare_tests::unique_plate(),
-                    make: "기아".into(),
-                    model: format!("K{}", 3 + i % 6),
-                    year: 2020 + (i % 5) as i32,
-                    color: None,
-                    fuel_type: None,
-                    transmission: None,
-                    hourly_rate: 10_000 + i as i64,
-                    location: LocationInput {
-                        address: "부산광역시 해운대구".into(),
-                        lat: Some(35.16 + i as f64 * 0.001),
-                        lng: Some(129.16),
-                    },
-                    description: Some(format!("차량 {i}")),
-                    images: vec![],
-                },
-                &meta("RegisterVehicle"),
-            )
-            .await
-            .expect("register");
-        let id = done.aggregate.state.unwrap().id;
-        ids.push(id);
-        if i % 2 == 0 {
-            service
-                .update(
-                    host,
-                    id,
-                    UpdateVehicle {
-                        patch: VehiclePatch {
-                            hourly_rate: Some(20_000 + i as i64),
-                            status: Some(if i % 4 == 0 {
-                                VehicleStatus::Maintenance
-                            } else {
-                                VehicleStatus::Active
-                            }),
-                            ..VehiclePatch::default()
-                        },
-                        ..UpdateVehicle::default()
-                    },
-                    &meta("UpdateVehicle"),
-                )
-                .await
-                .expect("update");
-        }
-        if i % 3 == 0 {
-            let rules = vec![AvailabilityRule {
-                schedule: Schedule::Weekly {
-                    day_of_week: (i % 7) as u8,
-                },
-                start: "08:00".parse().unwrap(),
-                end: "20:00".parse().unwrap(),
-                blocked: false,
-            }];
-            service
-                .set_availability(host, id, rules, &meta("SetAvailability"))
-                .await
-                .expect("availability");
-        }
-        if i % 5 == 4 {
-            service
-                .remove(host, id, Some("sold".into()), &meta("RemoveVehicle"))
-                .await
-                .expect("remove");
-        }
-    }
-    ids
 }
 
 #[tokio::test]
@@ -640,16 +497,6 @@ async fn a_rebuild_leaves_the_read_table_identical_and_reads_keep_working() {
     .await
     .unwrap();
     assert_same_rows(&snapshot(&pool).await, &live);
-}
-
-/// Compares two table snapshots row by row, reporting the first difference only.
-fn assert_same_rows(rebuilt: &str, live: &str) {
-    let rebuilt: Vec<Value> = serde_json::from_str(rebuilt).unwrap();
-    let live: Vec<Value> = serde_json::from_str(live).unwrap();
-    assert_eq!(rebuilt.len(), live.len(), "row counts differ");
-    for (r, l) in rebuilt.iter().zip(&live) {
-        assert_eq!(r, l, "the rebuilt row differs from the live one");
-    }
 }
 
 async fn app_caught_up(pool: &PgPool, head: StreamCursor) -> bool {

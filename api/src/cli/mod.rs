@@ -2,8 +2,8 @@
 
 pub mod demo;
 
-use crate::config::{ConfigError, DatabaseSettings, LogFormat, Settings};
-use crate::startup::{spawn_projection_workers, Application};
+use crate::config::{ConfigError, DatabaseSettings, LogFormat, Settings, StreamSettings};
+use crate::startup::{Application, Workers};
 use crate::telemetry;
 use anyhow::Context;
 use carshare_event_store::{CommitSignal, MIGRATOR};
@@ -30,8 +30,12 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
-    /// Run the projection workers only (no HTTP).
+    /// Run the projection workers only (no HTTP): Kafka consumers when `KAFKA_BROKERS` is
+    /// set (scale out by starting more), else readers of the Postgres stream.
     Project,
+    /// Publish the event stream to Kafka (needs `KAFKA_BROKERS`). One instance is active at a
+    /// time; others stand by and take over when it dies.
+    Relay,
     /// Rebuild a projection from the event log beside the live tables, then swap it in.
     Rebuild {
         /// The projection (e.g. `vehicles`).
@@ -166,19 +170,48 @@ async fn run(command: Command) -> anyhow::Result<()> {
             log_setup();
             let pool = db.pool()?;
             MIGRATOR.run(&pool).await.context("applying migrations")?;
+            let stream = StreamSettings::from_env()?;
             let shutdown = CancellationToken::new();
-            let settings = runner_settings()?;
-            let workers = spawn_projection_workers(
-                &pool,
-                settings,
-                &ProgressBoard::default(),
-                &CommitSignal::default(),
-                &shutdown,
-            );
+            let workers = Workers {
+                pool: &pool,
+                stream: &stream,
+                runner: runner_settings()?,
+                board: &ProgressBoard::new(stream.source),
+                signal: &CommitSignal::default(),
+                shutdown: &shutdown,
+            }
+            .spawn_projections();
+            tracing::info!(source = ?stream.source, "projection workers running");
             shutdown_signal().await;
             shutdown.cancel();
             for w in workers {
                 let _ = w.await;
+            }
+            Ok(())
+        }
+        Command::Relay => {
+            let db = DatabaseSettings::from_env()?;
+            let stream = StreamSettings::from_env()?;
+            if stream.kafka.is_none() {
+                return Err(ConfigError::Missing("KAFKA_BROKERS").into());
+            }
+            log_setup();
+            let pool = db.pool()?;
+            MIGRATOR.run(&pool).await.context("applying migrations")?;
+            let shutdown = CancellationToken::new();
+            let relay = Workers {
+                pool: &pool,
+                stream: &stream,
+                runner: RunnerSettings::default(),
+                board: &ProgressBoard::default(),
+                signal: &CommitSignal::default(),
+                shutdown: &shutdown,
+            }
+            .spawn_relay();
+            shutdown_signal().await;
+            shutdown.cancel();
+            if let Some(relay) = relay {
+                let _ = relay.await;
             }
             Ok(())
         }
@@ -239,8 +272,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .iter()
                 .map(|p| p.name())
                 .collect();
-            let statuses = carshare_projections::status::statuses(&pool, &names).await?;
-            print_out(&serde_json::to_string_pretty(&statuses)?);
+            let stream = StreamSettings::from_env()?;
+            let statuses =
+                carshare_projections::status::statuses(&pool, &names, stream.source).await?;
+            let relay = match &stream.kafka {
+                Some(kafka) => {
+                    Some(carshare_event_store::relay::status(&pool, &kafka.topic_prefix).await?)
+                }
+                None => None,
+            };
+            print_out(&serde_json::to_string_pretty(&serde_json::json!({
+                "projections": statuses,
+                "relay": relay,
+            }))?);
             Ok(())
         }
         Command::Admin {

@@ -11,6 +11,7 @@ use crate::state::AppState;
 use actix_web::{get, put, web, HttpResponse};
 use carshare_commands::accounts::ProfileStatus;
 use carshare_domain::Role;
+use carshare_event_store::relay::{self, RelayStatus};
 use carshare_projections::status::{self, DeadLetter, ProjectionStatus};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -144,6 +145,9 @@ pub struct PipelineStatus {
     /// The 100 most recent dead-lettered events.
     #[schema(value_type = Vec<Object>)]
     pub dead_letters: Vec<DeadLetter>,
+    /// The Kafka relay (absent without Kafka).
+    #[schema(value_type = Option<Object>)]
+    pub relay: Option<RelayStatus>,
 }
 
 /// Projections: position, lag, dead letters and rebuild progress (admins only).
@@ -164,10 +168,15 @@ async fn projections(state: web::Data<AppState>, user: AuthUser) -> Result<HttpR
         .iter()
         .map(|p| p.name())
         .collect();
-    let projections = status::statuses(&state.pool, &names).await?;
+    let projections = status::statuses(&state.pool, &names, state.settings.stream.source).await?;
     let dead_letters = status::dead_letters(&state.pool, None, 100).await?;
+    let relay = match &state.settings.stream.kafka {
+        Some(kafka) => Some(relay::status(&state.pool, &kafka.topic_prefix).await?),
+        None => None,
+    };
     Ok(HttpResponse::Ok().json(PipelineStatus {
         projections,
         dead_letters,
+        relay,
     }))
 }

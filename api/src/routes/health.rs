@@ -3,6 +3,7 @@
 use crate::error::{ApiError, ErrorResponse};
 use crate::state::AppState;
 use actix_web::{get, web, HttpResponse};
+use carshare_event_store::relay::{self, RelayStatus};
 use carshare_projections::status::{self, ProjectionStatus};
 use serde::Serialize;
 use std::time::Duration;
@@ -53,6 +54,12 @@ pub struct Readiness {
     pub projections: Vec<ProjectionStatus>,
     /// Age in seconds of the oldest running writing transaction (it holds back every stream reader).
     pub stream_horizon_age_seconds: Option<f64>,
+    /// The Kafka relay, when Kafka is configured: `ok`, `degraded` (the broker fails or the
+    /// relay lags; commands are still accepted, the store being the truth) or `down` (no relay
+    /// instance active).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub relay: Option<RelayStatus>,
 }
 
 async fn timed<F, T, E>(f: F) -> (Check, Option<T>)
@@ -94,8 +101,9 @@ where
 /// A projection is degraded when it has dead letters or lags by more than this.
 const LAG_DEGRADED_SECONDS: f64 = 30.0;
 
-/// Readiness: Postgres and Redis answer. Projection health is reported; dead letters or a
-/// lagging projection make the status `degraded` but keep the instance in service (200).
+/// Readiness: Postgres and Redis answer. Projection and relay health are reported; dead
+/// letters, a lagging projection or a relay that is not `ok` make the status `degraded` but keep
+/// the instance in service (200).
 #[utoipa::path(tag = "operations", responses(
     (status = 200, description = "Ready (or degraded)", body = Readiness),
     (status = 503, description = "A dependency is down", body = Readiness)
@@ -108,16 +116,26 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
         .iter()
         .map(|p| p.name())
         .collect();
-    let (projections, horizon) = if postgres.status == "up" {
-        let (_, projections) = timed(status::statuses(&state.pool, &names)).await;
+    let source = state.settings.stream.source;
+    let (projections, horizon, relay) = if postgres.status == "up" {
+        let (_, projections) = timed(status::statuses(&state.pool, &names, source)).await;
         let (_, horizon) = timed(status::refresh_horizon(&state.pool)).await;
-        (projections.unwrap_or_default(), horizon)
+        let relay = match &state.settings.stream.kafka {
+            Some(kafka) => {
+                timed(relay::status(&state.pool, &kafka.topic_prefix))
+                    .await
+                    .1
+            }
+            None => None,
+        };
+        (projections.unwrap_or_default(), horizon, relay)
     } else {
-        (Vec::new(), None)
+        (Vec::new(), None, None)
     };
     let degraded = projections
         .iter()
-        .any(|p| p.dead_letters > 0 || p.lag_seconds > LAG_DEGRADED_SECONDS);
+        .any(|p| p.dead_letters > 0 || p.lag_seconds > LAG_DEGRADED_SECONDS)
+        || relay.as_ref().is_some_and(|r| r.status != "ok");
     let up = postgres.status == "up" && redis.status == "up";
     let body = Readiness {
         status: match (up, degraded) {
@@ -129,6 +147,7 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
         redis,
         projections,
         stream_horizon_age_seconds: horizon,
+        relay,
     };
     if up {
         HttpResponse::Ok().json(body)
@@ -151,9 +170,16 @@ async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
         .collect();
     let _ = tokio::time::timeout(
         Duration::from_secs(2),
-        status::statuses(&state.pool, &names),
+        status::statuses(&state.pool, &names, state.settings.stream.source),
     )
     .await;
+    if let Some(kafka) = &state.settings.stream.kafka {
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            relay::status(&state.pool, &kafka.topic_prefix),
+        )
+        .await;
+    }
     let _ =
         tokio::time::timeout(Duration::from_secs(2), status::refresh_horizon(&state.pool)).await;
     let text = crate::metrics::render().map_err(ApiError::internal)?;

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use carshare_domain::vehicle::{Vehicle, VehicleEvent};
 use carshare_event_store::{StoredEvent, StreamReader};
 use cqrs_es::Aggregate;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
@@ -34,8 +34,8 @@ impl Projection for VehicleProjection {
         &["vehicles"]
     }
 
-    fn handles(&self, aggregate_type: &str) -> bool {
-        aggregate_type == Vehicle::TYPE
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &[Vehicle::TYPE]
     }
 
     fn needs_metadata(&self) -> bool {
@@ -139,6 +139,26 @@ impl Projection for VehicleProjection {
         row::write(conn, &table, &new, row::Write::Insert).await?;
         row::write(conn, &table, &existing, row::Write::Upsert).await?;
         Ok(poisoned)
+    }
+
+    async fn applied_sequence(
+        &self,
+        pool: &PgPool,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<i64, sqlx::Error> {
+        let Ok(id) = Uuid::parse_str(aggregate_id) else {
+            return Ok(0);
+        };
+        if !self.handles(aggregate_type) {
+            return Ok(0);
+        }
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT last_sequence FROM read.vehicles WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+        Ok(last.unwrap_or(0))
     }
 }
 
