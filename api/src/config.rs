@@ -46,6 +46,67 @@ pub struct KakaoConfig {
     pub rest_api_key: SecretString,
 }
 
+/// Booking rules and the expiry sweeper (read by `serve` and `project`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BookingSettings {
+    /// Free time kept between two trips of one car (`BOOKING_BUFFER_MINUTES`, default 30, at
+    /// most 1440).
+    pub buffer_minutes: u32,
+    /// How long a host has to answer a request (`BOOKING_RESPONSE_HOURS`, default 8, 1 to 72;
+    /// never beyond the booked start).
+    pub response_hours: u32,
+    /// How often unanswered requests are looked for and expired (`BOOKING_EXPIRY_INTERVAL_MS`,
+    /// default 30000, at least 100).
+    pub expiry_interval: Duration,
+}
+
+impl BookingSettings {
+    /// Reads the `BOOKING_*` variables.
+    pub fn from_source(src: &dyn Source) -> Result<BookingSettings, ConfigError> {
+        let invalid = |var: &'static str, reason: &str| ConfigError::Invalid {
+            var,
+            reason: reason.to_string(),
+        };
+        let settings = BookingSettings {
+            buffer_minutes: parsed(src, "BOOKING_BUFFER_MINUTES", 30)?,
+            response_hours: parsed(src, "BOOKING_RESPONSE_HOURS", 8)?,
+            expiry_interval: millis(src, "BOOKING_EXPIRY_INTERVAL_MS", 30_000)?,
+        };
+        if settings.buffer_minutes > 1_440 {
+            return Err(invalid(
+                "BOOKING_BUFFER_MINUTES",
+                "must be between 0 and 1440",
+            ));
+        }
+        if !(1..=72).contains(&settings.response_hours) {
+            return Err(invalid(
+                "BOOKING_RESPONSE_HOURS",
+                "must be between 1 and 72",
+            ));
+        }
+        if settings.expiry_interval < Duration::from_millis(100) {
+            return Err(invalid(
+                "BOOKING_EXPIRY_INTERVAL_MS",
+                "must be at least 100",
+            ));
+        }
+        Ok(settings)
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<BookingSettings, ConfigError> {
+        BookingSettings::from_source(&Environment)
+    }
+
+    /// The booking rules' configurable parts.
+    pub fn policy(&self) -> carshare_domain::booking::BookingPolicy {
+        carshare_domain::booking::BookingPolicy {
+            response_time: chrono::Duration::hours(i64::from(self.response_hours)),
+            buffer: chrono::Duration::minutes(i64::from(self.buffer_minutes)),
+        }
+    }
+}
+
 /// All settings of the service.
 #[derive(Clone)]
 pub struct Settings {
@@ -105,6 +166,8 @@ pub struct Settings {
     pub read_your_writes_timeout: Duration,
     /// Largest JSON body accepted (`MAX_JSON_BODY_BYTES`, default 65536).
     pub max_json_body_bytes: usize,
+    /// Booking rules and the expiry sweeper.
+    pub booking: BookingSettings,
     /// Log format (`LOG_FORMAT`: `json` (default) or `pretty`).
     pub log_format: LogFormat,
     /// Log filter (`RUST_LOG`, default `info`).
@@ -489,6 +552,7 @@ impl Settings {
             projection_poll_interval: millis(src, "PROJECTION_POLL_INTERVAL_MS", 50)?,
             read_your_writes_timeout: millis(src, "READ_YOUR_WRITES_TIMEOUT_MS", 3_000)?,
             max_json_body_bytes: parsed(src, "MAX_JSON_BODY_BYTES", 64 * 1024)?,
+            booking: BookingSettings::from_source(src)?,
             log_format,
             log_filter: src.get("RUST_LOG").unwrap_or_else(|| "info".into()),
         };
@@ -588,6 +652,10 @@ mod tests {
             ("REFRESH_TOKEN_TTL_DAYS", "0"),
             ("PROJECTION_SOURCE", "kafka"),
             ("PROJECTION_SOURCE", "files"),
+            ("BOOKING_BUFFER_MINUTES", "-5"),
+            ("BOOKING_BUFFER_MINUTES", "2000"),
+            ("BOOKING_RESPONSE_HOURS", "0"),
+            ("BOOKING_EXPIRY_INTERVAL_MS", "10"),
         ] {
             let mut env = base();
             env.insert(var.into(), value.into());

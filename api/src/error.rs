@@ -83,6 +83,32 @@ pub enum ErrorCode {
     VEHICLE005,
     /// 422 — vehicle fields are invalid (see `details`).
     VEHICLE006,
+    /// 409 — bookings still hold the vehicle; it cannot be removed.
+    VEHICLE007,
+    /// 404 — no such booking (or not one of yours).
+    BOOKING001,
+    /// 409 — the vehicle is already booked in (or too close to) that window.
+    BOOKING002,
+    /// 422 — booking fields are invalid (see `details`).
+    BOOKING003,
+    /// 409 — the booking's status does not allow this.
+    BOOKING004,
+    /// 403 — only the booking's guest, host or an admin, as the action requires.
+    BOOKING005,
+    /// 403 — only guests can book.
+    BOOKING006,
+    /// 403 — a host cannot book their own vehicle.
+    BOOKING007,
+    /// 409 — the vehicle is not taking bookings (inactive or in maintenance).
+    BOOKING008,
+    /// 409 — the window lies outside the vehicle's availability.
+    BOOKING009,
+    /// 409 — the host's time to answer the request is over.
+    BOOKING010,
+    /// 409 — pickup is possible from 30 minutes before the start until the end.
+    BOOKING011,
+    /// 409 — photos of this kind are not taken at this point of the booking.
+    BOOKING012,
     /// 422 — no coordinates were given and address geocoding is not configured.
     GEO001,
     /// 422 — the address could not be found.
@@ -103,19 +129,22 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             REQ001 | REQ005 | REQ006 => StatusCode::BAD_REQUEST,
-            REQ002 | VEHICLE006 | GEO001 | GEO002 | ACCOUNT002 | CORP003 | IDEM001 => {
+            REQ002 | VEHICLE006 | GEO001 | GEO002 | ACCOUNT002 | CORP003 | IDEM001 | BOOKING003 => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             REQ003 => StatusCode::PAYLOAD_TOO_LARGE,
             REQ004 => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            REQ007 | VEHICLE001 | ACCOUNT003 | CORP004 => StatusCode::NOT_FOUND,
+            REQ007 | VEHICLE001 | ACCOUNT003 | CORP004 | BOOKING001 => StatusCode::NOT_FOUND,
             REQ008 => StatusCode::METHOD_NOT_ALLOWED,
             AUTH001 | AUTH002 | AUTH003 | AUTH004 | AUTH006 | AUTH007 | AUTH008 => {
                 StatusCode::UNAUTHORIZED
             }
-            AUTH005 | VEHICLE004 | VEHICLE005 | CORP005 => StatusCode::FORBIDDEN,
-            VEHICLE002 | VEHICLE003 | SYS001 | ACCOUNT001 | ACCOUNT004 | CORP001 | CORP002
-            | IDEM002 => StatusCode::CONFLICT,
+            AUTH005 | VEHICLE004 | VEHICLE005 | CORP005 | BOOKING005 | BOOKING006 | BOOKING007 => {
+                StatusCode::FORBIDDEN
+            }
+            VEHICLE002 | VEHICLE003 | VEHICLE007 | SYS001 | ACCOUNT001 | ACCOUNT004 | CORP001
+            | CORP002 | IDEM002 | BOOKING002 | BOOKING004 | BOOKING008 | BOOKING009
+            | BOOKING010 | BOOKING011 | BOOKING012 => StatusCode::CONFLICT,
             RATE001 => StatusCode::TOO_MANY_REQUESTS,
             GEO003 | SYS002 => StatusCode::SERVICE_UNAVAILABLE,
             SYS003 => StatusCode::INTERNAL_SERVER_ERROR,
@@ -160,6 +189,19 @@ impl ErrorCode {
             VEHICLE004 => ("차량의 호스트 또는 관리자만 변경할 수 있습니다.", "Only the vehicle's host or an admin may change it."),
             VEHICLE005 => ("차량 등록은 호스트만 할 수 있습니다.", "Only hosts can register vehicles."),
             VEHICLE006 => ("차량 정보가 올바르지 않습니다.", "Some vehicle fields are invalid."),
+            VEHICLE007 => ("예약이 남아 있는 차량은 삭제할 수 없습니다.", "Bookings still hold this vehicle; it cannot be removed."),
+            BOOKING001 => ("예약을 찾을 수 없습니다.", "Booking not found."),
+            BOOKING002 => ("해당 시간에 이미 예약된 차량입니다.", "The vehicle is already booked in (or too close to) that window."),
+            BOOKING003 => ("예약 정보가 올바르지 않습니다.", "Some booking fields are invalid."),
+            BOOKING004 => ("현재 예약 상태에서는 할 수 없는 작업입니다.", "The booking's status does not allow this."),
+            BOOKING005 => ("이 예약에 대해 이 작업을 할 권한이 없습니다.", "You may not do this to this booking."),
+            BOOKING006 => ("예약은 게스트만 할 수 있습니다.", "Only guests can book."),
+            BOOKING007 => ("자신의 차량은 예약할 수 없습니다.", "A host cannot book their own vehicle."),
+            BOOKING008 => ("현재 예약을 받지 않는 차량입니다.", "The vehicle is not taking bookings."),
+            BOOKING009 => ("해당 시간에는 이용할 수 없는 차량입니다.", "The vehicle is not available in that window."),
+            BOOKING010 => ("예약 요청에 응답할 수 있는 시간이 지났습니다.", "The time to answer this request is over."),
+            BOOKING011 => ("픽업은 예약 시작 30분 전부터 종료 시각 전까지 가능합니다.", "Pickup is possible from 30 minutes before the start until the end."),
+            BOOKING012 => ("지금은 이 종류의 사진을 올릴 수 없습니다.", "Photos of this kind are not taken at this point of the booking."),
             GEO001 => ("좌표(location_lat, location_lng)를 함께 보내 주세요. 주소 변환이 설정되어 있지 않습니다.", "Send location_lat and location_lng: address geocoding is not configured."),
             GEO002 => ("주소를 찾을 수 없습니다.", "The address could not be found."),
             GEO003 => ("주소 변환 서비스를 일시적으로 사용할 수 없습니다. 잠시 후 다시 시도해 주세요.", "The geocoding service is unavailable; try again shortly."),
@@ -170,14 +212,16 @@ impl ErrorCode {
     }
 
     /// Every code, for the catalogue.
-    pub const ALL: [ErrorCode; 40] = {
+    pub const ALL: [ErrorCode; 53] = {
         use ErrorCode::*;
         [
             REQ001, REQ002, REQ003, REQ004, REQ005, REQ006, REQ007, REQ008, AUTH001, AUTH002,
             AUTH003, AUTH004, AUTH005, AUTH006, AUTH007, AUTH008, ACCOUNT001, ACCOUNT002,
             ACCOUNT003, ACCOUNT004, CORP001, CORP002, CORP003, CORP004, CORP005, VEHICLE001,
-            VEHICLE002, VEHICLE003, VEHICLE004, VEHICLE005, VEHICLE006, GEO001, GEO002, GEO003,
-            RATE001, IDEM001, IDEM002, SYS001, SYS002, SYS003,
+            VEHICLE002, VEHICLE003, VEHICLE004, VEHICLE005, VEHICLE006, VEHICLE007, BOOKING001,
+            BOOKING002, BOOKING003, BOOKING004, BOOKING005, BOOKING006, BOOKING007, BOOKING008,
+            BOOKING009, BOOKING010, BOOKING011, BOOKING012, GEO001, GEO002, GEO003, RATE001,
+            IDEM001, IDEM002, SYS001, SYS002, SYS003,
         ]
     };
 }

@@ -3,9 +3,11 @@
 
 use crate::error::{ApiError, ErrorCode, FieldIssue};
 use carshare_commands::accounts::{AccountError, AccountProblem};
+use carshare_commands::bookings::BookingServiceError;
 use carshare_commands::vehicles::VehicleServiceError;
 use carshare_commands::InfraError;
 use carshare_domain::account::{InvalidBrn, WeakPassword};
+use carshare_domain::booking::{BookingError, BookingProblem};
 use carshare_domain::vehicle::{Problem, VehicleError};
 
 impl From<InfraError> for ApiError {
@@ -90,6 +92,12 @@ impl From<VehicleError> for ApiError {
             VehicleError::Removed => ApiError::new(ErrorCode::VEHICLE003),
             VehicleError::HostRoleRequired => ApiError::new(ErrorCode::VEHICLE005),
             VehicleError::NotOwner => ApiError::new(ErrorCode::VEHICLE004),
+            VehicleError::HasBookings => ApiError::new(ErrorCode::VEHICLE007),
+            // Reservation refusals reach clients through the booking service's mapping.
+            VehicleError::NotBookable => ApiError::new(ErrorCode::BOOKING008),
+            VehicleError::OutsideAvailability => ApiError::new(ErrorCode::BOOKING009),
+            VehicleError::WindowTaken => ApiError::new(ErrorCode::BOOKING002),
+            VehicleError::OwnVehicle => ApiError::new(ErrorCode::BOOKING007),
             VehicleError::Invalid { field, problem } => {
                 let (reason, ko, en) = describe(&problem);
                 ApiError::with_details(
@@ -272,6 +280,94 @@ impl From<AccountError> for ApiError {
             ),
             AccountError::ProfileNotFound => ApiError::new(ErrorCode::CORP004),
             AccountError::Infra(e) => e.into(),
+        }
+    }
+}
+
+fn describe_booking(problem: &BookingProblem) -> (&'static str, String, String) {
+    match problem {
+        BookingProblem::EndNotAfterStart => (
+            "end_not_after_start",
+            "종료 시각은 시작 시각보다 뒤여야 합니다.".into(),
+            "The end must come after the start.".into(),
+        ),
+        BookingProblem::InThePast => (
+            "in_the_past",
+            "시작 시각은 미래여야 합니다.".into(),
+            "The start must lie in the future.".into(),
+        ),
+        BookingProblem::TooShort { min_minutes } => (
+            "too_short",
+            format!("예약은 최소 {min_minutes}분입니다."),
+            format!("Bookings last at least {min_minutes} minutes."),
+        ),
+        BookingProblem::TooLong { max_days } => (
+            "too_long",
+            format!("예약은 최대 {max_days}일입니다."),
+            format!("Bookings last at most {max_days} days."),
+        ),
+        BookingProblem::NotAligned { minutes } => (
+            "not_aligned",
+            format!("시각은 {minutes}분 단위(초 없이)여야 합니다."),
+            format!("Times must be whole multiples of {minutes} minutes."),
+        ),
+        BookingProblem::TextTooLong { max } => (
+            "too_long",
+            format!("최대 {max}자까지 입력할 수 있습니다."),
+            format!("At most {max} characters."),
+        ),
+        BookingProblem::Count { max } => (
+            "count",
+            format!("사진은 종류별로 1장 이상 최대 {max}장입니다."),
+            format!("Send at least one and at most {max} photos of each kind."),
+        ),
+    }
+}
+
+impl From<BookingError> for ApiError {
+    fn from(err: BookingError) -> ApiError {
+        match err {
+            BookingError::NotFound => ApiError::new(ErrorCode::BOOKING001),
+            BookingError::AlreadyExists => ApiError::new(ErrorCode::SYS001),
+            BookingError::Invalid { field, problem } => {
+                let (reason, ko, en) = describe_booking(&problem);
+                ApiError::with_details(
+                    ErrorCode::BOOKING003,
+                    vec![FieldIssue::new(field.into_owned(), reason, ko, en)],
+                )
+            }
+            BookingError::GuestRoleRequired => ApiError::new(ErrorCode::BOOKING006),
+            BookingError::OwnVehicle => ApiError::new(ErrorCode::BOOKING007),
+            BookingError::NotHost
+            | BookingError::NotGuest
+            | BookingError::NotParticipant
+            | BookingError::SystemOnly => ApiError::new(ErrorCode::BOOKING005),
+            BookingError::InvalidTransition { status, action } => ApiError::with_details(
+                ErrorCode::BOOKING004,
+                vec![FieldIssue::new(
+                    "status",
+                    "invalid_transition",
+                    format!("'{status}' 상태의 예약은 {action} 할 수 없습니다."),
+                    format!("A booking that is {status} cannot {action}."),
+                )],
+            ),
+            BookingError::ResponseTimeOver => ApiError::new(ErrorCode::BOOKING010),
+            BookingError::NotDueToExpire => ApiError::new(ErrorCode::BOOKING004),
+            BookingError::OutsidePickupTime => ApiError::new(ErrorCode::BOOKING011),
+            BookingError::VehicleNotBookable => ApiError::new(ErrorCode::BOOKING008),
+            BookingError::OutsideAvailability => ApiError::new(ErrorCode::BOOKING009),
+            BookingError::WindowTaken => ApiError::new(ErrorCode::BOOKING002),
+            BookingError::PhotosNotExpected { .. } => ApiError::new(ErrorCode::BOOKING012),
+        }
+    }
+}
+
+impl From<BookingServiceError> for ApiError {
+    fn from(err: BookingServiceError) -> ApiError {
+        match err {
+            BookingServiceError::Booking(e) => e.into(),
+            BookingServiceError::VehicleNotFound => ApiError::new(ErrorCode::VEHICLE001),
+            BookingServiceError::Infra(e) => e.into(),
         }
     }
 }

@@ -23,6 +23,7 @@ use utoipa::{Modify, OpenApi};
         (name = "auth", description = "인증: registration, login, token rotation, logout"),
         (name = "users", description = "The caller's account and corporate host profile"),
         (name = "vehicles", description = "차량 관리: listing, availability and search"),
+        (name = "bookings", description = "예약 관리: requests, answers, cancellations, pickup and return"),
         (name = "operations", description = "Health, readiness, metrics and pipeline state")
     )
 )]

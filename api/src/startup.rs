@@ -17,6 +17,7 @@ use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{middleware::from_fn, web, App, HttpServer};
 use anyhow::Context;
 use carshare_commands::accounts::AccountService;
+use carshare_commands::bookings::{BookingService, ExpirySweeper};
 use carshare_commands::external::kakao::{KakaoGeocoder, KakaoSettings};
 use carshare_commands::geocoding::Geocoder;
 use carshare_commands::vehicles::VehicleService;
@@ -67,6 +68,7 @@ pub fn routes() -> (
                 .configure(routes::auth::configure)
                 .configure(routes::users::configure)
                 .configure(routes::vehicles::configure)
+                .configure(routes::bookings::configure)
                 .configure(routes::admin::configure),
         )
         .split_for_parts()
@@ -206,6 +208,7 @@ impl Application {
             runner: RunnerSettings {
                 batch_size: settings.projection_batch_size,
                 poll_interval: settings.projection_poll_interval,
+                ..RunnerSettings::default()
             },
             board: &board,
             signal: &signal,
@@ -250,10 +253,25 @@ impl Application {
                 }
             }));
         }
+        let bookings = Arc::new(BookingService::new(
+            pool.clone(),
+            signal.clone(),
+            clock.clone(),
+            settings.booking.policy(),
+        ));
+        if settings.run_projections {
+            let sweeper = ExpirySweeper::new(
+                pool.clone(),
+                bookings.clone(),
+                settings.booking.expiry_interval,
+            );
+            workers.push(tokio::spawn(sweeper.run(shutdown.child_token())));
+        }
         let state = AppState {
             pool: pool.clone(),
             redis: redis.clone(),
             accounts,
+            bookings,
             tokens: tokens.clone(),
             revocations: revocations.clone(),
             vehicles: Arc::new(VehicleService::new(pool.clone(), signal, geocoder, clock)),

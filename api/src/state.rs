@@ -4,6 +4,7 @@ use crate::auth::{RedisRevocations, TokenKeys};
 use crate::config::Settings;
 use crate::redis_client::RedisHandle;
 use carshare_commands::accounts::AccountService;
+use carshare_commands::bookings::BookingService;
 use carshare_commands::vehicles::VehicleService;
 use carshare_event_store::StreamCursor;
 use carshare_projections::ProgressBoard;
@@ -20,6 +21,8 @@ pub struct AppState {
     pub redis: Arc<RedisHandle>,
     /// Vehicle commands.
     pub vehicles: Arc<VehicleService>,
+    /// Booking commands.
+    pub bookings: Arc<BookingService>,
     /// Accounts and sessions.
     pub accounts: Arc<AccountService>,
     /// Access-token signing.

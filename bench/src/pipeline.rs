@@ -62,6 +62,12 @@ struct Args {
     /// Partitions of the benchmark topics.
     #[arg(long, default_value_t = 6)]
     partitions: i32,
+    /// How often the lag watcher looks at the read table, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    watch_ms: u64,
+    /// Run only these parts (relay, postgres, kafka); all by default.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Keep the benchmark databases afterwards.
     #[arg(long)]
     keep: bool,
@@ -246,6 +252,26 @@ struct LagReport {
     rate: f64,
     lags_ms: Vec<f64>,
     unseen: usize,
+    /// Machine CPU busy share during the load.
+    cpu_busy: f64,
+    /// Command latencies (ms).
+    command_ms: Vec<f64>,
+}
+
+/// (busy, total) jiffies of the whole machine.
+fn cpu_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().sum();
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    (total - idle, total)
 }
 
 /// Commands at a steady rate; for each, the time from its commit (the command returning) to
@@ -319,6 +345,7 @@ async fn lag_run(args: &Args, mode: Mode) -> Result<LagReport> {
     let outstanding: Arc<Mutex<HashMap<(Uuid, i64), Instant>>> = Arc::default();
     let lags: Arc<Mutex<Vec<f64>>> = Arc::default();
     let stop_watch = CancellationToken::new();
+    let watch_every = Duration::from_millis(args.watch_ms);
     let watcher = {
         let pool = db.pool.clone();
         let outstanding = outstanding.clone();
@@ -352,7 +379,7 @@ async fn lag_run(args: &Args, mode: Mode) -> Result<LagReport> {
                         });
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(2)).await;
+                tokio::time::sleep(watch_every).await;
             }
         })
     };
@@ -361,6 +388,8 @@ async fn lag_run(args: &Args, mode: Mode) -> Result<LagReport> {
     let total = (args.rate * args.seconds) as usize;
     let permits = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
     let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let command_ms: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let (busy0, total0) = cpu_jiffies();
     let started = Instant::now();
     let mut issued = Vec::with_capacity(total);
     for i in 0..total {
@@ -370,7 +399,9 @@ async fn lag_run(args: &Args, mode: Mode) -> Result<LagReport> {
         let service = service.clone();
         let outstanding = outstanding.clone();
         let id = ids[i % ids.len()];
+        let command_ms = command_ms.clone();
         issued.push(tokio::spawn(async move {
+            let sent = Instant::now();
             let done = service
                 .update(
                     host,
@@ -387,6 +418,9 @@ async fn lag_run(args: &Args, mode: Mode) -> Result<LagReport> {
                 .await;
             let at = Instant::now();
             drop(permit);
+            if let Ok(mut c) = command_ms.lock() {
+                c.push(at.duration_since(sent).as_secs_f64() * 1000.0);
+            }
             if let Ok(done) = done {
                 if let Some(last) = done.events.last() {
                     if let Ok(mut o) = outstanding.lock() {
@@ -400,6 +434,8 @@ async fn lag_run(args: &Args, mode: Mode) -> Result<LagReport> {
         let _ = task.await;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let (busy1, total1) = cpu_jiffies();
+    let cpu_busy = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64;
     let drain = Instant::now();
     while outstanding.lock().map(|o| !o.is_empty()).unwrap_or(false)
         && drain.elapsed() < Duration::from_secs(60)
@@ -420,16 +456,31 @@ async fn lag_run(args: &Args, mode: Mode) -> Result<LagReport> {
         rate: total as f64 / elapsed,
         lags_ms,
         unseen,
+        cpu_busy,
+        command_ms: command_ms.lock().map(|c| c.clone()).unwrap_or_default(),
     })
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    eprintln!("relay throughput: {} events", args.relay_events);
-    let (events, relay_rate) = relay_throughput(&args).await?;
-    let postgres = lag_run(&args, Mode::Postgres).await?;
-    let kafka = lag_run(&args, Mode::Kafka).await?;
+    let wanted = |part: &str| args.only.is_empty() || args.only.iter().any(|p| p == part);
+    let relay = if wanted("relay") {
+        eprintln!("relay throughput: {} events", args.relay_events);
+        Some(relay_throughput(&args).await?)
+    } else {
+        None
+    };
+    let postgres = if wanted("postgres") {
+        Some(lag_run(&args, Mode::Postgres).await?)
+    } else {
+        None
+    };
+    let kafka = if wanted("kafka") {
+        Some(lag_run(&args, Mode::Kafka).await?)
+    } else {
+        None
+    };
 
     let mut out = String::new();
     out.push_str(&format!(
@@ -437,21 +488,27 @@ async fn main() -> Result<()> {
         machine()
     ));
     out.push_str(&format!(
-        "Command: `target/release/pipeline-bench --relay-events {} --rate {} --seconds {} --vehicles {} --partitions {}`\n\n",
-        args.relay_events, args.rate, args.seconds, args.vehicles, args.partitions
+        "Command: `target/release/pipeline-bench --relay-events {} --rate {} --seconds {} --vehicles {} --partitions {} --watch-ms {}`\n\n",
+        args.relay_events, args.rate, args.seconds, args.vehicles, args.partitions, args.watch_ms
     ));
     out.push_str("| measure | result | target |\n|---|---|---|\n");
-    out.push_str(&format!(
-        "| relay throughput ({events} events, acks=all, idempotent) | {relay_rate:.0} events/s | ≥ 20,000 |\n"
-    ));
+    if let Some((events, relay_rate)) = relay {
+        out.push_str(&format!(
+            "| relay throughput ({events} events, acks=all, idempotent) | {relay_rate:.0} events/s | ≥ 20,000 |\n"
+        ));
+    }
     for (name, report, target) in [
         ("Postgres stream", &postgres, "p99 < 100 ms"),
         ("Kafka", &kafka, "p99 < 250 ms"),
     ] {
+        let Some(report) = report else {
+            continue;
+        };
         let (p50, p95, p99, max) = millis(report.lags_ms.clone());
+        let (c50, _, c99, _) = millis(report.command_ms.clone());
         out.push_str(&format!(
-            "| commit → read table, {name}, {} commands at {:.0}/s | p50 {p50:.1} ms, p95 {p95:.1} ms, p99 {p99:.1} ms, max {max:.1} ms ({} never seen) | {target} |\n",
-            report.commands, report.rate, report.unseen
+            "| commit → read table, {name}, {} commands at {:.0}/s (CPU {:.0}% busy; command p50 {c50:.1} ms, p99 {c99:.1} ms) | p50 {p50:.1} ms, p95 {p95:.1} ms, p99 {p99:.1} ms, max {max:.1} ms ({} never seen) | {target} |\n",
+            report.commands, report.rate, report.cpu_busy * 100.0, report.unseen
         ));
     }
     #[allow(clippy::print_stdout)]

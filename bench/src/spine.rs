@@ -414,6 +414,7 @@ async fn main() -> Result<()> {
             transmission: None,
             min_price: None,
             max_price: None,
+            buffer: chrono::Duration::minutes(30),
             limit: 20,
             after: None,
         };

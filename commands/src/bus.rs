@@ -82,6 +82,21 @@ where
         Ok(std::mem::take(context.aggregate()))
     }
 
+    /// Loads an aggregate with the sequence of its last event (0 when it has none), for
+    /// callers that append its events themselves (see [`crate::append`]).
+    pub async fn load_versioned(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<(A, usize), CommandError<A::Error>> {
+        let mut context: EventStoreAggregateContext<A> = self
+            .store
+            .load_aggregate(aggregate_id)
+            .await
+            .map_err(infra::<A>)?;
+        let sequence = context.current_sequence;
+        Ok((std::mem::take(context.aggregate()), sequence))
+    }
+
     /// Handles `command` on aggregate `aggregate_id` and appends its events, retrying on
     /// concurrent appends up to the bound.
     #[tracing::instrument(

@@ -2,6 +2,8 @@
 //! the systems the platform talks to (Kakao Local; later Toss Payments, FCM, object storage).
 
 pub mod accounts;
+pub mod append;
+pub mod bookings;
 pub mod bus;
 pub mod clock;
 pub mod error;
@@ -11,5 +13,5 @@ pub mod metrics;
 pub mod vehicles;
 
 pub use bus::{CommandBus, CommandError, Committed};
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::InfraError;

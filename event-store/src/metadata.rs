@@ -43,6 +43,20 @@ pub struct EventMetadata {
 }
 
 impl EventMetadata {
+    /// Metadata of a command the platform issues itself (no actor), e.g. an expiry.
+    pub fn system(command: &str, issued_at: DateTime<Utc>) -> EventMetadata {
+        let id = Uuid::new_v4().to_string();
+        EventMetadata {
+            correlation_id: id.clone(),
+            causation_id: id,
+            actor_id: None,
+            actor_role: Some("system".into()),
+            idempotency_key: None,
+            issued_at,
+            command: command.to_string(),
+        }
+    }
+
     /// The flat string map cqrs-es stores.
     pub fn to_map(&self) -> HashMap<String, String> {
         let mut map = HashMap::with_capacity(7);

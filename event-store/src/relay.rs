@@ -268,6 +268,12 @@ impl Relay {
             .fetch_one(&mut conn)
             .await?;
         if locked {
+            // Checkpoint writes need not wait for their WAL flush: a crash that loses the last
+            // ones makes the next relay republish events the broker already has, which the
+            // consumers drop. The event log itself is always committed synchronously.
+            sqlx::query("SET synchronous_commit = off")
+                .execute(&mut conn)
+                .await?;
             Ok(Some(conn))
         } else {
             let _ = conn.close().await;

@@ -5,7 +5,9 @@
 //! same transaction; [`rebuild::rebuild`] builds the tables afresh beside the live ones and
 //! swaps them in. Queries over the read tables live beside the projection that builds them.
 
+pub mod bookings;
 pub mod consumer;
+mod fold;
 pub mod metrics;
 pub mod progress;
 pub mod projection;
@@ -23,7 +25,10 @@ use std::sync::Arc;
 
 /// Every projection of the system.
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(vehicles::VehicleProjection)]
+    vec![
+        Arc::new(vehicles::VehicleProjection),
+        Arc::new(bookings::BookingProjection),
+    ]
 }
 
 /// A projection by name.

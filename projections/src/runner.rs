@@ -18,6 +18,10 @@ pub struct RunnerSettings {
     pub batch_size: i64,
     /// How often to look for new events when nothing signalled a commit.
     pub poll_interval: Duration,
+    /// How long to let events gather after a wake-up or a partial batch: under a steady
+    /// stream of commands this turns many one-event transactions into fewer larger ones, for
+    /// a few milliseconds of latency.
+    pub linger: Duration,
 }
 
 impl Default for RunnerSettings {
@@ -25,6 +29,7 @@ impl Default for RunnerSettings {
         RunnerSettings {
             batch_size: 500,
             poll_interval: Duration::from_millis(50),
+            linger: Duration::from_millis(3),
         }
     }
 }
@@ -55,6 +60,8 @@ pub struct ProjectionRunner {
     settings: RunnerSettings,
     board: ProgressBoard,
     wake: Option<watch::Receiver<u64>>,
+    /// The checkpoint as last read or written by this runner (checked under the row lock).
+    cursor: std::sync::Mutex<Option<StreamCursor>>,
 }
 
 /// Consecutive failures of one batch before its events are applied one by one to find the
@@ -81,6 +88,17 @@ impl ProjectionRunner {
             settings,
             board,
             wake: None,
+            cursor: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn cached(&self) -> Option<StreamCursor> {
+        self.cursor.lock().ok().and_then(|c| *c)
+    }
+
+    fn remember(&self, cursor: Option<StreamCursor>) {
+        if let Ok(mut c) = self.cursor.lock() {
+            *c = cursor;
         }
     }
 
@@ -111,13 +129,17 @@ impl ProjectionRunner {
                 break;
             }
             match self.step().await {
-                Ok(Step::Applied { .. }) | Ok(Step::Raced) => {
+                Ok(Step::Applied { events, .. }) => {
                     failures = 0;
-                    continue;
+                    if i64::try_from(events).unwrap_or(i64::MAX) < self.settings.batch_size {
+                        self.linger(&shutdown).await;
+                    }
                 }
+                Ok(Step::Raced) => failures = 0,
                 Ok(Step::Idle) => {
                     failures = 0;
                     self.idle(&shutdown).await;
+                    self.linger(&shutdown).await;
                 }
                 Err(err) => {
                     failures += 1;
@@ -144,6 +166,15 @@ impl ProjectionRunner {
         tracing::info!(projection = name, "projection worker stopped");
     }
 
+    async fn linger(&self, shutdown: &CancellationToken) {
+        if !self.settings.linger.is_zero() {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(self.settings.linger) => {}
+            }
+        }
+    }
+
     async fn idle(&mut self, shutdown: &CancellationToken) {
         let poll = tokio::time::sleep(self.settings.poll_interval);
         match self.wake.as_mut() {
@@ -166,19 +197,31 @@ impl ProjectionRunner {
     /// Applies at most one batch.
     pub async fn step(&self) -> Result<Step, sqlx::Error> {
         let name = self.projection.name();
-        let from = ensure_checkpoint(&self.pool, name).await?;
+        let from = match self.cached() {
+            Some(cursor) => cursor,
+            None => {
+                let cursor = ensure_checkpoint(&self.pool, name).await?;
+                self.remember(Some(cursor));
+                cursor
+            }
+        };
         let events = self
             .reader
             .read_after(from, self.settings.batch_size)
             .await?;
         let Some(last) = events.last().map(StoredEvent::cursor) else {
             self.board.publish(name, from);
+            // Idle: read the checkpoint afresh next time, so a checkpoint moved by someone
+            // else (an operator, a rebuild) is noticed even when no new events come.
+            self.remember(None);
             return Ok(Step::Idle);
         };
         let started = Instant::now();
         let mut tx = self.pool.begin().await?;
         relaxed_commit(&mut tx).await?;
         if lock_checkpoint(&mut tx, name).await? != from {
+            // Another worker or a rebuild moved it: read it afresh next time.
+            self.remember(None);
             return Ok(Step::Raced);
         }
         let poisoned = self
@@ -187,7 +230,12 @@ impl ProjectionRunner {
             .await?;
         record_dead_letters(&mut tx, name, &events, &poisoned).await?;
         advance(&mut tx, name, last, events.len()).await?;
-        tx.commit().await?;
+        let committed = tx.commit().await;
+        if committed.is_err() {
+            self.remember(None);
+        }
+        committed?;
+        self.remember(Some(last));
         self.after_commit(last, events.len(), &poisoned, started);
         Ok(Step::Applied {
             events: events.len(),
@@ -228,6 +276,7 @@ impl ProjectionRunner {
     /// is dead-lettered with the database's error, so one bad event cannot stop the worker.
     async fn isolate(&self) -> Result<(), sqlx::Error> {
         let name = self.projection.name();
+        self.remember(None);
         let from = ensure_checkpoint(&self.pool, name).await?;
         let events = self
             .reader

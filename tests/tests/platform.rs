@@ -176,6 +176,7 @@ fn runner(pool: &PgPool, batch_size: i64) -> ProjectionRunner {
         RunnerSettings {
             batch_size,
             poll_interval: Duration::from_millis(10),
+            ..RunnerSettings::default()
         },
         ProgressBoard::default(),
     )

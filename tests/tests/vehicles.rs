@@ -1275,6 +1275,15 @@ async fn the_openapi_document_covers_every_route_and_error() {
         "GET /v1/users/me/corporate-profile",
         "GET /v1/admin/corporate-profiles",
         "PUT /v1/admin/corporate-profiles/{id}/verify",
+        "POST /v1/bookings",
+        "GET /v1/bookings",
+        "GET /v1/bookings/{id}",
+        "GET /v1/bookings/{id}/timeline",
+        "PUT /v1/bookings/{id}/approve",
+        "PUT /v1/bookings/{id}/reject",
+        "PUT /v1/bookings/{id}/cancel",
+        "POST /v1/bookings/{id}/start",
+        "POST /v1/bookings/{id}/complete",
     ]
     .into_iter()
     .map(String::from)

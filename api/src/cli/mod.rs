@@ -2,15 +2,20 @@
 
 pub mod demo;
 
-use crate::config::{ConfigError, DatabaseSettings, LogFormat, Settings, StreamSettings};
+use crate::config::{
+    BookingSettings, ConfigError, DatabaseSettings, LogFormat, Settings, StreamSettings,
+};
 use crate::startup::{Application, Workers};
 use crate::telemetry;
 use anyhow::Context;
+use carshare_commands::bookings::{BookingService, ExpirySweeper};
+use carshare_commands::SystemClock;
 use carshare_event_store::{CommitSignal, MIGRATOR};
 use carshare_projections::rebuild::{self, RebuildSettings};
 use carshare_projections::{ProgressBoard, RunnerSettings};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -46,6 +51,12 @@ pub enum Command {
     },
     /// Show each projection's position, lag and dead letters.
     Projections,
+    /// Print a booking's timeline from the event log alone (support): its events and its car's
+    /// reservation, in order, as JSON lines.
+    Timeline {
+        /// The booking's id.
+        booking_id: uuid::Uuid,
+    },
     /// Administration.
     Admin {
         /// What to do.
@@ -136,6 +147,7 @@ fn runner_settings() -> Result<RunnerSettings, ConfigError> {
             "PROJECTION_POLL_INTERVAL_MS",
             u64::try_from(defaults.poll_interval.as_millis()).unwrap_or(50),
         )?),
+        ..defaults
     })
 }
 
@@ -181,6 +193,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 shutdown: &shutdown,
             }
             .spawn_projections();
+            // Expiring unanswered requests runs beside the projections it reads.
+            let booking = BookingSettings::from_env()?;
+            let service = Arc::new(BookingService::new(
+                pool.clone(),
+                CommitSignal::default(),
+                Arc::new(SystemClock),
+                booking.policy(),
+            ));
+            let mut workers = workers;
+            workers.push(tokio::spawn(
+                ExpirySweeper::new(pool.clone(), service, booking.expiry_interval)
+                    .run(shutdown.child_token()),
+            ));
             tracing::info!(source = ?stream.source, "projection workers running");
             shutdown_signal().await;
             shutdown.cancel();
@@ -263,6 +288,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 report.dead_letters,
                 report.cursor
             );
+            Ok(())
+        }
+        Command::Timeline { booking_id } => {
+            let db = DatabaseSettings::from_env()?;
+            let pool = db.pool()?;
+            let reader = carshare_event_store::StreamReader::new(pool);
+            let entries = carshare_commands::bookings::timeline(&reader, booking_id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no booking {booking_id} in the event log"))?;
+            for entry in entries {
+                print_out(&serde_json::to_string(&entry)?);
+            }
             Ok(())
         }
         Command::Projections => {

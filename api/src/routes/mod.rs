@@ -4,6 +4,7 @@
 pub mod accounts_dto;
 pub mod admin;
 pub mod auth;
+pub mod bookings;
 pub mod health;
 pub mod users;
 pub mod vehicles;

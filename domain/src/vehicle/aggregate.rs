@@ -11,7 +11,7 @@ use crate::actor::{Actor, Role};
 use crate::geo::GeoPoint;
 use crate::money::Won;
 use crate::plate::LicensePlate;
-use crate::time::seoul_date;
+use crate::time::{seoul_date, TimeWindow};
 use chrono::{DateTime, Datelike, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
@@ -30,6 +30,15 @@ const MAX_IMAGE_REF_CHARS: usize = 1_000;
 pub struct Vehicle {
     /// The vehicle as it stands after every applied event.
     pub state: Option<VehicleState>,
+}
+
+/// A booking's hold on the car.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// The booking.
+    pub booking_id: Uuid,
+    /// The window it holds.
+    pub window: TimeWindow,
 }
 
 /// Everything the aggregate knows about a registered vehicle.
@@ -53,6 +62,9 @@ pub struct VehicleState {
     pub availability: AvailabilityRules,
     /// Whether it was removed.
     pub removed: bool,
+    /// Windows held by bookings (pending, approved or under way).
+    #[serde(default)]
+    pub holds: Vec<Hold>,
     /// When it was registered.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
@@ -101,6 +113,7 @@ impl Aggregate for Vehicle {
                     images,
                     availability: AvailabilityRules::default(),
                     removed: false,
+                    holds: Vec::new(),
                     created_at: at,
                     updated_at: at,
                 });
@@ -131,6 +144,18 @@ impl Aggregate for Vehicle {
                         }
                     }
                     VehicleEvent::VehicleImagesReplaced { images, .. } => state.images = images,
+                    VehicleEvent::WindowReserved {
+                        booking_id,
+                        start,
+                        end,
+                        ..
+                    } => state.holds.push(Hold {
+                        booking_id,
+                        window: TimeWindow { start, end },
+                    }),
+                    VehicleEvent::ReservationReleased { booking_id, .. } => {
+                        state.holds.retain(|h| h.booking_id != booking_id)
+                    }
                     VehicleEvent::VehicleRemoved { .. } => state.removed = true,
                 }
             }
@@ -142,20 +167,35 @@ impl Vehicle {
     /// The events a command produces, or why it is refused. Pure: no I/O, no clock.
     pub fn decide(&self, command: VehicleCommand) -> Result<Vec<VehicleEvent>, VehicleError> {
         let VehicleCommand { actor, at, action } = command;
-        if let VehicleAction::Register(new) = action {
-            return self.register(actor, at, new);
+        match action {
+            VehicleAction::Register(new) => return self.register(actor, at, new),
+            VehicleAction::Reserve {
+                booking_id,
+                window,
+                buffer,
+            } => return self.reserve(actor, at, booking_id, window, buffer),
+            VehicleAction::Release { booking_id, reason } => {
+                return Ok(self.release(booking_id, reason, at))
+            }
+            _ => {}
         }
         let state = self.changeable_by(&actor)?;
         match action {
             VehicleAction::Register(_) => Err(VehicleError::AlreadyRegistered),
+            VehicleAction::Reserve { .. } | VehicleAction::Release { .. } => Ok(Vec::new()),
             VehicleAction::Update(patch) => state.update(patch, at),
             VehicleAction::ChangeStatus(status) => Ok(state.status_change(status, at)),
             VehicleAction::SetAvailability(rules) => state.set_availability(rules, at),
             VehicleAction::AttachImages(images) => state.attach_images(images, at),
-            VehicleAction::Remove { reason } => Ok(vec![VehicleEvent::VehicleRemoved {
-                reason: optional_text("reason", reason, MAX_REASON_CHARS)?,
-                at,
-            }]),
+            VehicleAction::Remove { reason } => {
+                if state.holds.iter().any(|h| h.window.end > at) {
+                    return Err(VehicleError::HasBookings);
+                }
+                Ok(vec![VehicleEvent::VehicleRemoved {
+                    reason: optional_text("reason", reason, MAX_REASON_CHARS)?,
+                    at,
+                }])
+            }
         }
     }
 
@@ -191,6 +231,62 @@ impl Vehicle {
             status: VehicleStatus::Active,
             at,
         }])
+    }
+
+    /// Holds the car for a booking: it must be registered, not removed, active, not the
+    /// guest's own, available by its rules for the whole window, and free of other holds within
+    /// `buffer` of it.
+    fn reserve(
+        &self,
+        actor: Actor,
+        at: DateTime<Utc>,
+        booking_id: Uuid,
+        window: TimeWindow,
+        buffer: chrono::Duration,
+    ) -> Result<Vec<VehicleEvent>, VehicleError> {
+        let state = self.state.as_ref().ok_or(VehicleError::NotFound)?;
+        if state.removed {
+            return Err(VehicleError::NotFound);
+        }
+        if state.owner_id == actor.user_id {
+            return Err(VehicleError::OwnVehicle);
+        }
+        if state.status != VehicleStatus::Active {
+            return Err(VehicleError::NotBookable);
+        }
+        if !state.availability.covers(&window) {
+            return Err(VehicleError::OutsideAvailability);
+        }
+        let guarded = window.widened(buffer);
+        if state
+            .holds
+            .iter()
+            .any(|h| h.booking_id == booking_id || h.window.overlaps(&guarded))
+        {
+            return Err(VehicleError::WindowTaken);
+        }
+        Ok(vec![VehicleEvent::WindowReserved {
+            booking_id,
+            guest_id: actor.user_id,
+            start: window.start,
+            end: window.end,
+            at,
+        }])
+    }
+
+    fn release(&self, booking_id: Uuid, reason: String, at: DateTime<Utc>) -> Vec<VehicleEvent> {
+        let held = self
+            .state
+            .as_ref()
+            .is_some_and(|s| s.holds.iter().any(|h| h.booking_id == booking_id));
+        if !held {
+            return Vec::new();
+        }
+        vec![VehicleEvent::ReservationReleased {
+            booking_id,
+            reason,
+            at,
+        }]
     }
 
     /// The state, if `actor` may change this vehicle.

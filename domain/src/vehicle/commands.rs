@@ -3,7 +3,8 @@
 use super::availability::AvailabilityRule;
 use super::types::{FuelType, Location, Transmission, VehicleStatus};
 use crate::actor::Actor;
-use chrono::{DateTime, Utc};
+use crate::time::TimeWindow;
+use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 /// A command to the Vehicle aggregate: who asks, when, and what.
@@ -30,6 +31,23 @@ pub enum VehicleAction {
     SetAvailability(Vec<AvailabilityRule>),
     /// Add image references.
     AttachImages(Vec<String>),
+    /// Hold the car for a booking's window; refused if it is not bookable then, or another
+    /// booking holds it within `buffer` of the window.
+    Reserve {
+        /// The booking.
+        booking_id: Uuid,
+        /// The window (already validated by the booking).
+        window: TimeWindow,
+        /// Free time required between two trips.
+        buffer: Duration,
+    },
+    /// End a booking's hold (nothing happens if it holds nothing).
+    Release {
+        /// The booking.
+        booking_id: Uuid,
+        /// The booking event that ends it.
+        reason: String,
+    },
     /// Remove the vehicle (soft: its history stays).
     Remove {
         /// Why, if given.

@@ -64,6 +64,21 @@ pub enum VehicleError {
     /// Only the vehicle's host or an admin may change it.
     #[error("only the vehicle's host or an admin may change it")]
     NotOwner,
+    /// Not taking bookings now (inactive or in maintenance).
+    #[error("the vehicle is not taking bookings")]
+    NotBookable,
+    /// The window lies outside the availability rules.
+    #[error("the vehicle is not available in that window")]
+    OutsideAvailability,
+    /// Another booking holds the car in or near the window.
+    #[error("another booking holds the vehicle in that window")]
+    WindowTaken,
+    /// A host cannot reserve their own car.
+    #[error("a host cannot book their own vehicle")]
+    OwnVehicle,
+    /// Bookings still hold the car.
+    #[error("bookings still hold the vehicle")]
+    HasBookings,
     /// A field failed validation.
     #[error("invalid {field}: {problem:?}")]
     Invalid {

@@ -89,6 +89,28 @@ pub enum VehicleEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// A booking took the car for a window (with the buffer already checked around it).
+    WindowReserved {
+        /// The booking holding the window.
+        booking_id: Uuid,
+        /// The guest.
+        guest_id: Uuid,
+        /// Start of the window.
+        start: DateTime<Utc>,
+        /// End of the window (exclusive).
+        end: DateTime<Utc>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A booking's hold ended (rejected, cancelled, expired or returned).
+    ReservationReleased {
+        /// The booking.
+        booking_id: Uuid,
+        /// The booking event that ended it, e.g. `BookingCancelled`.
+        reason: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// The vehicle was removed from the platform (its history stays).
     VehicleRemoved {
         /// Why, if given.
@@ -110,6 +132,8 @@ impl VehicleEvent {
             | VehicleEvent::AvailabilitySet { at, .. }
             | VehicleEvent::VehicleImagesAttached { at, .. }
             | VehicleEvent::VehicleImagesReplaced { at, .. }
+            | VehicleEvent::WindowReserved { at, .. }
+            | VehicleEvent::ReservationReleased { at, .. }
             | VehicleEvent::VehicleRemoved { at, .. } => *at,
         }
     }
@@ -125,6 +149,8 @@ impl VehicleEvent {
             VehicleEvent::AvailabilitySet { .. } => "AvailabilitySet",
             VehicleEvent::VehicleImagesAttached { .. } => "VehicleImagesAttached",
             VehicleEvent::VehicleImagesReplaced { .. } => "VehicleImagesReplaced",
+            VehicleEvent::WindowReserved { .. } => "WindowReserved",
+            VehicleEvent::ReservationReleased { .. } => "ReservationReleased",
             VehicleEvent::VehicleRemoved { .. } => "VehicleRemoved",
         }
     }

@@ -8,7 +8,7 @@ mod error;
 mod events;
 mod types;
 
-pub use aggregate::{Vehicle, VehicleState};
+pub use aggregate::{Hold, Vehicle, VehicleState};
 pub use availability::{AvailabilityRule, AvailabilityRules, RuleWire, Schedule};
 pub use commands::{NewVehicle, VehicleAction, VehicleCommand, VehiclePatch};
 pub use error::{Problem, VehicleError};
@@ -17,3 +17,6 @@ pub use types::{
     FuelType, Location, Transmission, VehicleDetails, VehicleStatus, MAX_HOURLY_RATE, MAX_IMAGES,
     MIN_HOURLY_RATE, MIN_YEAR,
 };
+
+#[cfg(test)]
+mod reservation_tests;

@@ -9,6 +9,7 @@ pub use queries::{
 };
 pub use row::VehicleRow;
 
+use crate::fold::{decode, fold, AggregateRow, Folded};
 use crate::projection::{Poisoned, Projection, Target};
 use async_trait::async_trait;
 use carshare_domain::vehicle::{Vehicle, VehicleEvent};
@@ -62,73 +63,7 @@ impl Projection for VehicleProjection {
             .collect();
         let mut rows: HashMap<Uuid, VehicleRow> = row::load(conn, &table, &ids).await?;
         let existed: HashSet<Uuid> = rows.keys().copied().collect();
-        let mut changed: HashSet<Uuid> = HashSet::new();
-        let mut blocked: HashSet<Uuid> = HashSet::new();
-        let mut poisoned = Vec::new();
-
-        for &event in &events {
-            let Ok(id) = Uuid::parse_str(&event.aggregate_id) else {
-                poisoned.push(Poisoned {
-                    position: event.position,
-                    error: format!("aggregate id `{}` is not a UUID", event.aggregate_id),
-                });
-                continue;
-            };
-            if blocked.contains(&id) {
-                poisoned.push(Poisoned {
-                    position: event.position,
-                    error:
-                        "waiting behind an earlier event of this vehicle that could not be applied"
-                            .into(),
-                });
-                continue;
-            }
-            let last = rows.get(&id).map_or(0, |r| r.last_sequence);
-            if event.sequence <= last {
-                continue; // redelivered: already applied
-            }
-            // A gap: events of this vehicle are missing before this one. Fetch them from the
-            // log and apply them first; never skip.
-            let mut missing: Vec<StoredEvent> = Vec::new();
-            if event.sequence > last + 1 {
-                missing = reader
-                    .aggregate_events_between(
-                        &event.aggregate_type,
-                        &event.aggregate_id,
-                        last,
-                        event.sequence,
-                    )
-                    .await?;
-                let expected = event.sequence - last - 1;
-                if i64::try_from(missing.len()).unwrap_or(i64::MAX) != expected {
-                    poisoned.push(Poisoned {
-                        position: event.position,
-                        error: format!(
-                            "sequence gap: expected {expected} earlier events after {last}, the log has {}",
-                            missing.len()
-                        ),
-                    });
-                    blocked.insert(id);
-                    continue;
-                }
-            }
-            for e in missing.iter().chain(std::iter::once(event)) {
-                if let Err(error) = apply_one(&mut rows, id, e) {
-                    let error = if e.position == event.position {
-                        error
-                    } else {
-                        format!("waiting behind event at sequence {}: {error}", e.sequence)
-                    };
-                    poisoned.push(Poisoned {
-                        position: event.position,
-                        error,
-                    });
-                    blocked.insert(id);
-                    break;
-                }
-                changed.insert(id);
-            }
-        }
+        let Folded { changed, poisoned } = fold(reader, &mut rows, &events, "vehicle").await?;
 
         // Rows that did not exist when loaded are inserted plainly: the projection's lock (the
         // checkpoint row, or the rebuild owning its shadow) rules out a concurrent insert.
@@ -162,23 +97,16 @@ impl Projection for VehicleProjection {
     }
 }
 
-fn apply_one(
-    rows: &mut HashMap<Uuid, VehicleRow>,
-    id: Uuid,
-    event: &StoredEvent,
-) -> Result<(), String> {
-    let payload: VehicleEvent = event.decode().map_err(|e| {
-        format!(
-            "cannot decode {} v{}: {e}",
-            event.event_type, event.event_version
-        )
-    })?;
-    match rows.get_mut(&id) {
-        Some(row) => row.apply(payload, event),
-        None => {
-            let row = VehicleRow::from_registration(id, payload, event)?;
-            rows.insert(id, row);
-            Ok(())
-        }
+impl AggregateRow for VehicleRow {
+    fn last_sequence(&self) -> i64 {
+        self.last_sequence
+    }
+
+    fn create(id: Uuid, event: &StoredEvent) -> Result<Self, String> {
+        VehicleRow::from_registration(id, decode(event)?, event)
+    }
+
+    fn apply(&mut self, event: &StoredEvent) -> Result<(), String> {
+        VehicleRow::apply(self, decode::<VehicleEvent>(event)?, event)
     }
 }

@@ -121,6 +121,8 @@ pub struct SearchQuery {
     pub min_price: Option<i64>,
     /// Highest hourly rate.
     pub max_price: Option<i64>,
+    /// Free time required between a booking already holding the car and this window.
+    pub buffer: chrono::Duration,
     /// Page size.
     pub limit: i64,
     /// Continue after this cursor.
@@ -216,7 +218,7 @@ pub async fn search(
 ) -> Result<(Vec<SearchHit>, Option<SearchCursor>), sqlx::Error> {
     let ((a1, b1), (a2, b2)) = q.window.week_pieces();
     let to_i32 = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
-    // $1..$9 are fixed; optional filters take $10 onwards, in the order they are added.
+    // $1..$11 are fixed; optional filters take $12 onwards, in the order they are added.
     let mut sql = format!(
         "SELECT {COLUMNS}, \
            ST_Distance(location, {CENTER}) / 1000.0 AS distance_km, \
@@ -226,7 +228,7 @@ pub async fn search(
            AND ST_DWithin(location, {CENTER}, $3) \
            AND NOT (weekly_blocked && int4range($4, $5)) AND NOT (weekly_blocked && int4range($6, $7)) \
            AND NOT (dated_blocked && tstzrange($8, $9)) \
-           AND NOT (reserved && tstzrange($8, $9)) \
+           AND NOT (reserved && tstzrange($10, $11)) \
            AND (NOT has_available_rules \
                 OR (weekly_available @> int4range($4, $5) AND weekly_available @> int4range($6, $7)) \
                 OR dated_available @> tstzrange($8, $9) \
@@ -236,7 +238,7 @@ pub async fn search(
     let mut args: Vec<Arg> = Vec::new();
     let placeholder = |args: &mut Vec<Arg>, arg: Arg| {
         args.push(arg);
-        format!("${}", 9 + args.len())
+        format!("${}", 11 + args.len())
     };
     if let Some(text) = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         let p = placeholder(&mut args, Arg::Text(like_pattern(text)));
@@ -280,7 +282,9 @@ pub async fn search(
         .bind(to_i32(a2))
         .bind(to_i32(b2))
         .bind(q.window.start)
-        .bind(q.window.end);
+        .bind(q.window.end)
+        .bind(q.window.start - q.buffer)
+        .bind(q.window.end + q.buffer);
     for arg in args {
         query = match arg {
             Arg::Text(v) => query.bind(v),

@@ -1,6 +1,7 @@
 //! A row of `read.vehicles` and how events change it.
 
-use carshare_domain::vehicle::{AvailabilityRule, AvailabilityRules, VehicleEvent};
+use carshare_domain::time::TimeWindow;
+use carshare_domain::vehicle::{AvailabilityRule, AvailabilityRules, Hold, VehicleEvent};
 use carshare_event_store::StoredEvent;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -45,6 +46,8 @@ pub struct VehicleRow {
     pub description: Option<String>,
     /// Availability rules.
     pub availability: Json<Vec<AvailabilityRule>>,
+    /// Windows held by bookings.
+    pub holds: Json<Vec<Hold>>,
     /// When removed, if removed.
     pub removed_at: Option<DateTime<Utc>>,
     /// Registration time.
@@ -61,7 +64,8 @@ pub struct VehicleRow {
 pub(crate) const COLUMNS: &str =
     "id, owner_id, license_plate, make, model, year, color, fuel_type, \
     transmission, hourly_rate, location_address, location_lat, location_lng, status, images, \
-    description, availability, removed_at, created_at, updated_at, last_sequence, last_position";
+    description, availability, holds, removed_at, created_at, updated_at, last_sequence, \
+    last_position";
 
 impl VehicleRow {
     pub(crate) fn from_registration(
@@ -97,6 +101,7 @@ impl VehicleRow {
                 images: Json(images),
                 description: details.description,
                 availability: Json(Vec::new()),
+                holds: Json(Vec::new()),
                 removed_at: None,
                 created_at: at,
                 updated_at: at,
@@ -151,6 +156,21 @@ impl VehicleRow {
                 }
             }
             VehicleEvent::VehicleImagesReplaced { images, .. } => self.images = Json(images),
+            VehicleEvent::WindowReserved {
+                booking_id,
+                start,
+                end,
+                ..
+            } => {
+                self.holds.0.retain(|h| h.booking_id != booking_id);
+                self.holds.0.push(Hold {
+                    booking_id,
+                    window: TimeWindow { start, end },
+                });
+            }
+            VehicleEvent::ReservationReleased { booking_id, .. } => {
+                self.holds.0.retain(|h| h.booking_id != booking_id)
+            }
             VehicleEvent::VehicleRemoved { at, .. } => self.removed_at = Some(at),
         }
         self.last_sequence = stored.sequence;
@@ -161,6 +181,17 @@ impl VehicleRow {
     /// The availability rules as a domain value.
     pub fn rules(&self) -> AvailabilityRules {
         AvailabilityRules(self.availability.0.clone())
+    }
+
+    /// The held windows, for the `reserved` multirange.
+    fn reserved(&self) -> String {
+        let spans: Vec<(DateTime<Utc>, DateTime<Utc>)> = self
+            .holds
+            .0
+            .iter()
+            .map(|h| (h.window.start, h.window.end))
+            .collect();
+        tstz_multirange(&spans)
     }
 
     fn search_text(&self) -> String {
@@ -206,8 +237,8 @@ fn tstz_multirange(spans: &[(DateTime<Utc>, DateTime<Utc>)]) -> String {
 const WRITE_COLUMNS: &str = "id, owner_id, license_plate, make, model, year, color, fuel_type, \
     transmission, hourly_rate, location_address, location_lat, location_lng, status, images, \
     description, availability, has_available_rules, weekly_available, weekly_blocked, \
-    dated_available, dated_blocked, search_text, removed_at, created_at, updated_at, \
-    last_sequence, last_position";
+    dated_available, dated_blocked, holds, reserved, search_text, removed_at, created_at, \
+    updated_at, last_sequence, last_position";
 
 /// Appends `value` to a `COPY ... (FORMAT text)` line, escaped.
 fn copy_text(line: &mut String, value: &str) {
@@ -293,6 +324,13 @@ async fn copy_in(
         data.push('\t');
         copy_text(&mut data, &tstz_multirange(&rules.dated_instants(true)));
         data.push('\t');
+        copy_text(
+            &mut data,
+            &serde_json::to_string(&r.holds.0).unwrap_or_else(|_| "[]".into()),
+        );
+        data.push('\t');
+        copy_text(&mut data, &r.reserved());
+        data.push('\t');
         copy_text(&mut data, &r.search_text());
         data.push('\t');
         copy_time(&mut data, r.removed_at);
@@ -323,7 +361,7 @@ const UPSERT: &str = "ON CONFLICT (id) DO UPDATE SET owner_id = EXCLUDED.owner_i
     has_available_rules = EXCLUDED.has_available_rules, \
     weekly_available = EXCLUDED.weekly_available, weekly_blocked = EXCLUDED.weekly_blocked, \
     dated_available = EXCLUDED.dated_available, dated_blocked = EXCLUDED.dated_blocked, \
-    search_text = EXCLUDED.search_text, removed_at = EXCLUDED.removed_at, \
+    holds = EXCLUDED.holds, reserved = EXCLUDED.reserved, search_text = EXCLUDED.search_text, removed_at = EXCLUDED.removed_at, \
     created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, \
     last_sequence = EXCLUDED.last_sequence, last_position = EXCLUDED.last_position \
     WHERE cur.last_sequence < EXCLUDED.last_sequence";
@@ -374,6 +412,8 @@ pub(crate) async fn write(
     let mut weekly_blocked = Vec::with_capacity(n);
     let mut dated_available = Vec::with_capacity(n);
     let mut dated_blocked = Vec::with_capacity(n);
+    let mut holds = Vec::with_capacity(n);
+    let mut reserved = Vec::with_capacity(n);
     let mut search_text = Vec::with_capacity(n);
     let mut removed_at: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(n);
     let mut created_at = Vec::with_capacity(n);
@@ -404,6 +444,8 @@ pub(crate) async fn write(
         weekly_blocked.push(int_multirange(&rules.weekly_minutes(true)));
         dated_available.push(tstz_multirange(&rules.dated_instants(false)));
         dated_blocked.push(tstz_multirange(&rules.dated_instants(true)));
+        holds.push(serde_json::to_string(&r.holds.0).unwrap_or_else(|_| "[]".into()));
+        reserved.push(r.reserved());
         search_text.push(r.search_text());
         removed_at.push(r.removed_at);
         created_at.push(r.created_at);
@@ -416,22 +458,24 @@ pub(crate) async fn write(
            transmission, hourly_rate, location_address, location_lat, location_lng, status, images, \
            description, availability, has_available_rules, weekly_available, weekly_blocked, \
            dated_available, dated_blocked, search_text, removed_at, created_at, updated_at, \
-           last_sequence, last_position) \
+           last_sequence, last_position, holds, reserved) \
          SELECT u.id, u.owner_id, u.license_plate, u.make, u.model, u.year, u.color, u.fuel_type, \
            u.transmission, u.hourly_rate, u.location_address, u.location_lat, u.location_lng, u.status, \
            u.images::jsonb, u.description, u.availability::jsonb, u.has_available_rules, \
            u.weekly_available::int4multirange, u.weekly_blocked::int4multirange, \
            u.dated_available::tstzmultirange, u.dated_blocked::tstzmultirange, u.search_text, \
-           u.removed_at, u.created_at, u.updated_at, u.last_sequence, u.last_position \
+           u.removed_at, u.created_at, u.updated_at, u.last_sequence, u.last_position, \
+           u.holds::jsonb, u.reserved::tstzmultirange \
          FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::text[], \
            $8::text[], $9::text[], $10::int8[], $11::text[], $12::float8[], $13::float8[], $14::text[], \
            $15::text[], $16::text[], $17::text[], $18::bool[], $19::text[], $20::text[], $21::text[], \
            $22::text[], $23::text[], $24::timestamptz[], $25::timestamptz[], $26::timestamptz[], \
-           $27::int8[], $28::int8[]) \
+           $27::int8[], $28::int8[], $29::text[], $30::text[]) \
            AS u(id, owner_id, license_plate, make, model, year, color, fuel_type, transmission, \
              hourly_rate, location_address, location_lat, location_lng, status, images, description, \
              availability, has_available_rules, weekly_available, weekly_blocked, dated_available, \
-             dated_blocked, search_text, removed_at, created_at, updated_at, last_sequence, last_position) \
+             dated_blocked, search_text, removed_at, created_at, updated_at, last_sequence, \
+             last_position, holds, reserved) \
          {UPSERT}"
     );
     sqlx::query(&sql)
@@ -463,6 +507,8 @@ pub(crate) async fn write(
         .bind(updated_at)
         .bind(last_sequence)
         .bind(last_position)
+        .bind(holds)
+        .bind(reserved)
         .execute(&mut *conn)
         .await?;
     Ok(())

@@ -142,6 +142,8 @@ fn validate(p: &SearchParams) -> Result<SearchQuery, ApiError> {
             transmission: p.transmission.map(|t| t.as_str().to_string()),
             min_price: p.min_price,
             max_price: p.max_price,
+            // The caller sets the buffer between trips from the settings.
+            buffer: chrono::Duration::zero(),
             limit,
             after,
         }),
@@ -169,7 +171,8 @@ pub async fn search(
     params: ValidQuery<SearchParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.0;
-    let query = validate(&params)?;
+    let mut query = validate(&params)?;
+    query.buffer = state.settings.booking.policy().buffer;
     let mut response = HttpResponse::Ok();
     await_position(
         &state,

@@ -1,0 +1,364 @@
+//! The booking command service: what the API calls.
+
+use crate::append::{append, Batch};
+use crate::bus::{CommandBus, CommandError, DEFAULT_MAX_ATTEMPTS};
+use crate::clock::Clock;
+use crate::error::InfraError;
+use crate::metrics;
+use carshare_domain::booking::{
+    Booking, BookingAction, BookingCommand, BookingError, BookingEvent, BookingPolicy, NewBooking,
+    VehicleTerms,
+};
+use carshare_domain::vehicle::{Vehicle, VehicleAction, VehicleCommand, VehicleError};
+use carshare_domain::{Actor, Role};
+use carshare_event_store::{CommitSignal, EventMetadata, StreamCursor};
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Snapshot a booking every this many events (they stay short; photos add a few).
+const BOOKING_SNAPSHOT_EVERY: usize = 0;
+/// Snapshot a vehicle every this many events: each booking adds a hold and a release.
+const VEHICLE_SNAPSHOT_EVERY: usize = 50;
+
+/// A booking request as the API receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestBooking {
+    /// The vehicle.
+    pub vehicle_id: Uuid,
+    /// Start.
+    pub start: DateTime<Utc>,
+    /// End.
+    pub end: DateTime<Utc>,
+    /// A note to the host.
+    pub guest_message: Option<String>,
+}
+
+/// Why a booking command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BookingServiceError {
+    /// The booking refused.
+    #[error(transparent)]
+    Booking(#[from] BookingError),
+    /// The vehicle does not exist (or was removed).
+    #[error("vehicle not found")]
+    VehicleNotFound,
+    /// Infrastructure.
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+impl From<CommandError<BookingError>> for BookingServiceError {
+    fn from(err: CommandError<BookingError>) -> Self {
+        match err {
+            CommandError::Rejected(e) => BookingServiceError::Booking(e),
+            CommandError::Infra(e) => BookingServiceError::Infra(e),
+        }
+    }
+}
+
+impl From<CommandError<VehicleError>> for BookingServiceError {
+    fn from(err: CommandError<VehicleError>) -> Self {
+        match err {
+            CommandError::Rejected(e) => vehicle_refusal(e),
+            CommandError::Infra(e) => BookingServiceError::Infra(e),
+        }
+    }
+}
+
+/// A vehicle's refusal to hold a window, in the booking's terms.
+fn vehicle_refusal(err: VehicleError) -> BookingServiceError {
+    match err {
+        VehicleError::NotFound | VehicleError::Removed => BookingServiceError::VehicleNotFound,
+        VehicleError::OwnVehicle => BookingError::OwnVehicle.into(),
+        VehicleError::WindowTaken => BookingError::WindowTaken.into(),
+        VehicleError::OutsideAvailability => BookingError::OutsideAvailability.into(),
+        _ => BookingError::VehicleNotBookable.into(),
+    }
+}
+
+/// The outcome of an accepted booking command.
+#[derive(Debug)]
+pub struct BookingOutcome {
+    /// The booking after the command.
+    pub booking: Booking,
+    /// The booking events written (empty when nothing changed).
+    pub events: Vec<BookingEvent>,
+    /// Stream position of the last event written.
+    pub cursor: Option<StreamCursor>,
+}
+
+/// Booking use cases.
+pub struct BookingService {
+    pool: PgPool,
+    bookings: CommandBus<Booking>,
+    vehicles: CommandBus<Vehicle>,
+    signal: CommitSignal,
+    clock: Arc<dyn Clock>,
+    policy: BookingPolicy,
+}
+
+/// The platform itself, as the actor of vehicle commands it issues (releases on expiry).
+fn platform() -> Actor {
+    Actor::new(Uuid::nil(), Role::Admin)
+}
+
+impl BookingService {
+    /// The service over `pool`.
+    pub fn new(
+        pool: PgPool,
+        signal: CommitSignal,
+        clock: Arc<dyn Clock>,
+        policy: BookingPolicy,
+    ) -> BookingService {
+        BookingService {
+            bookings: CommandBus::new(pool.clone(), (), signal.clone(), BOOKING_SNAPSHOT_EVERY),
+            vehicles: CommandBus::new(pool.clone(), (), signal.clone(), VEHICLE_SNAPSHOT_EVERY),
+            pool,
+            signal,
+            clock,
+            policy,
+        }
+    }
+
+    /// The rules in force.
+    pub fn policy(&self) -> BookingPolicy {
+        self.policy
+    }
+
+    /// The current time of the service's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The booking as it stands in the event log.
+    pub async fn load(&self, booking_id: Uuid) -> Result<Booking, BookingServiceError> {
+        Ok(self.bookings.load(&booking_id.to_string()).await?)
+    }
+
+    /// A guest asks for a vehicle: the booking is requested and the vehicle holds the window,
+    /// together, or neither happens.
+    #[tracing::instrument(name = "bookings.request", skip_all, fields(vehicle_id = %request.vehicle_id))]
+    pub async fn request(
+        &self,
+        actor: Actor,
+        request: RequestBooking,
+        meta: &EventMetadata,
+    ) -> Result<BookingOutcome, BookingServiceError> {
+        let booking_id = Uuid::new_v4();
+        let vehicle_key = request.vehicle_id.to_string();
+        let booking_key = booking_id.to_string();
+        self.with_retries("RequestBooking", || async {
+            let at = self.clock.now();
+            let (vehicle, vehicle_seq) = self.vehicles.load_versioned(&vehicle_key).await?;
+            let state = vehicle
+                .state
+                .as_ref()
+                .filter(|s| !s.removed)
+                .ok_or(BookingServiceError::VehicleNotFound)?;
+            let command = BookingCommand {
+                actor: Some(actor),
+                at,
+                action: BookingAction::Request(NewBooking {
+                    booking_id,
+                    vehicle: VehicleTerms {
+                        vehicle_id: request.vehicle_id,
+                        host_id: state.owner_id,
+                        hourly_rate: state.hourly_rate,
+                    },
+                    start: request.start,
+                    end: request.end,
+                    guest_message: request.guest_message.clone(),
+                    policy: self.policy,
+                }),
+            };
+            let mut booking = Booking::default();
+            let booking_events = booking.decide(command)?;
+            let window = requested_window(&booking_events)?;
+            let vehicle_events = vehicle
+                .decide(VehicleCommand {
+                    actor,
+                    at,
+                    action: VehicleAction::Reserve {
+                        booking_id,
+                        window,
+                        buffer: self.policy.buffer,
+                    },
+                })
+                .map_err(vehicle_refusal)?;
+            let vehicle_after = applied(vehicle, &vehicle_events);
+            for e in &booking_events {
+                booking.apply(e.clone());
+            }
+            let batches = [
+                Batch::new::<Booking>(
+                    &booking_key,
+                    0,
+                    &booking_events,
+                    &booking,
+                    BOOKING_SNAPSHOT_EVERY,
+                )?,
+                Batch::new::<Vehicle>(
+                    &vehicle_key,
+                    vehicle_seq,
+                    &vehicle_events,
+                    &vehicle_after,
+                    VEHICLE_SNAPSHOT_EVERY,
+                )?,
+            ];
+            let cursor = append(&self.pool, &batches, meta).await?;
+            self.signal.committed();
+            Ok(BookingOutcome {
+                booking,
+                events: booking_events,
+                cursor,
+            })
+        })
+        .await
+    }
+
+    /// Any other command on an existing booking; when its event frees the car, the vehicle's
+    /// release is written with it.
+    #[tracing::instrument(name = "bookings.command", skip_all, fields(booking_id = %booking_id, command = action.name()))]
+    pub async fn execute(
+        &self,
+        actor: Option<Actor>,
+        booking_id: Uuid,
+        action: BookingAction,
+        meta: &EventMetadata,
+    ) -> Result<BookingOutcome, BookingServiceError> {
+        let booking_key = booking_id.to_string();
+        let name = action.name();
+        self.with_retries(name, || async {
+            let at = self.clock.now();
+            let (mut booking, booking_seq) = self.bookings.load_versioned(&booking_key).await?;
+            let events = booking.decide(BookingCommand {
+                actor,
+                at,
+                action: action.clone(),
+            })?;
+            for e in &events {
+                booking.apply(e.clone());
+            }
+            let mut batches = vec![Batch::new::<Booking>(
+                &booking_key,
+                booking_seq,
+                &events,
+                &booking,
+                BOOKING_SNAPSHOT_EVERY,
+            )?];
+            if let (Some(release), Some(state)) = (
+                events.iter().find(|e| e.releases_vehicle()),
+                booking.state.as_ref(),
+            ) {
+                let vehicle_key = state.vehicle_id.to_string();
+                let (vehicle, vehicle_seq) = self.vehicles.load_versioned(&vehicle_key).await?;
+                let vehicle_events = vehicle
+                    .decide(VehicleCommand {
+                        actor: actor.unwrap_or_else(platform),
+                        at,
+                        action: VehicleAction::Release {
+                            booking_id,
+                            reason: release.name().to_string(),
+                        },
+                    })
+                    .map_err(vehicle_refusal)?;
+                let vehicle_after = applied(vehicle, &vehicle_events);
+                batches.push(Batch::new::<Vehicle>(
+                    &vehicle_key,
+                    vehicle_seq,
+                    &vehicle_events,
+                    &vehicle_after,
+                    VEHICLE_SNAPSHOT_EVERY,
+                )?);
+            }
+            let cursor = append(&self.pool, &batches, meta).await?;
+            if cursor.is_some() {
+                self.signal.committed();
+            }
+            Ok(BookingOutcome {
+                booking,
+                events,
+                cursor,
+            })
+        })
+        .await
+    }
+
+    /// Runs `attempt` until it does not conflict, at most the bus's bound of attempts, and
+    /// records the outcome in the command metrics.
+    async fn with_retries<F, Fut>(
+        &self,
+        name: &'static str,
+        mut attempt: F,
+    ) -> Result<BookingOutcome, BookingServiceError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<BookingOutcome, BookingServiceError>>,
+    {
+        let started = Instant::now();
+        let mut tries = 0;
+        let result = loop {
+            tries += 1;
+            match attempt().await {
+                Err(BookingServiceError::Infra(InfraError::Conflict))
+                    if tries < DEFAULT_MAX_ATTEMPTS =>
+                {
+                    metrics::CONFLICTS.with_label_values(&[Booking::TYPE]).inc();
+                    let jitter = rand::random::<u64>() % 5;
+                    tokio::time::sleep(Duration::from_millis(u64::from(tries) * 2 + jitter)).await;
+                }
+                other => break other,
+            }
+        };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(BookingServiceError::Booking(_)) | Err(BookingServiceError::VehicleNotFound) => {
+                "rejected"
+            }
+            Err(BookingServiceError::Infra(InfraError::Conflict)) => "conflict",
+            Err(BookingServiceError::Infra(InfraError::Unavailable(_))) => "unavailable",
+            Err(BookingServiceError::Infra(InfraError::Internal(_))) => "error",
+        };
+        metrics::COMMANDS
+            .with_label_values(&[Booking::TYPE, name, outcome])
+            .inc();
+        metrics::COMMAND_SECONDS
+            .with_label_values(&[Booking::TYPE, name])
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+}
+
+fn applied<A: Aggregate>(mut aggregate: A, events: &[A::Event]) -> A
+where
+    A::Event: Clone,
+{
+    for e in events {
+        aggregate.apply(e.clone());
+    }
+    aggregate
+}
+
+/// The window of a freshly decided request.
+fn requested_window(
+    events: &[BookingEvent],
+) -> Result<carshare_domain::TimeWindow, BookingServiceError> {
+    events
+        .iter()
+        .find_map(|e| match e {
+            BookingEvent::BookingRequested { start, end, .. } => {
+                Some(carshare_domain::TimeWindow {
+                    start: *start,
+                    end: *end,
+                })
+            }
+            _ => None,
+        })
+        .ok_or_else(|| {
+            InfraError::Internal("a request decided no BookingRequested event".into()).into()
+        })
+}

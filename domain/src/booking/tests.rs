@@ -1,0 +1,656 @@
+//! Given / when / then for every transition and refusal of a booking.
+
+use super::*;
+use crate::booking::rules::{BookingPolicy, RefundRule};
+use crate::booking::VehicleTerms;
+use cqrs_es::test::TestFramework;
+
+type BookingTest = TestFramework<Booking>;
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+/// Requests are made at this instant unless a test says otherwise.
+fn booked_at() -> DateTime<Utc> {
+    t("2026-12-01T00:00:00Z")
+}
+
+fn start() -> DateTime<Utc> {
+    t("2026-12-03T01:00:00Z")
+}
+
+fn end() -> DateTime<Utc> {
+    t("2026-12-03T05:30:00Z")
+}
+
+fn guest() -> Actor {
+    Actor::new(Uuid::from_u128(1), Role::Guest)
+}
+
+fn host() -> Actor {
+    Actor::new(Uuid::from_u128(2), Role::Host)
+}
+
+fn stranger() -> Actor {
+    Actor::new(Uuid::from_u128(3), Role::Guest)
+}
+
+fn admin() -> Actor {
+    Actor::new(Uuid::from_u128(4), Role::Admin)
+}
+
+fn new_booking() -> NewBooking {
+    NewBooking {
+        booking_id: Uuid::from_u128(100),
+        vehicle: VehicleTerms {
+            vehicle_id: Uuid::from_u128(200),
+            host_id: host().user_id,
+            hourly_rate: Won(12_000),
+        },
+        start: start(),
+        end: end(),
+        guest_message: Some("  출장용입니다  ".into()),
+        policy: BookingPolicy::default(),
+    }
+}
+
+fn cmd(actor: Option<Actor>, at: DateTime<Utc>, action: BookingAction) -> BookingCommand {
+    BookingCommand { actor, at, action }
+}
+
+fn requested() -> BookingEvent {
+    // 4 h 30 min at 12,000 won/h = 54,000; fee 8,100; host 45,900.
+    BookingEvent::BookingRequested {
+        booking_id: Uuid::from_u128(100),
+        vehicle_id: Uuid::from_u128(200),
+        guest_id: guest().user_id,
+        host_id: host().user_id,
+        start: start(),
+        end: end(),
+        hourly_rate: Won(12_000),
+        total_amount: Won(54_000),
+        platform_fee: Won(8_100),
+        host_share: Won(45_900),
+        guest_message: Some("출장용입니다".into()),
+        respond_by: t("2026-12-01T08:00:00Z"),
+        at: booked_at(),
+    }
+}
+
+fn approved() -> BookingEvent {
+    BookingEvent::BookingApproved {
+        host_response: None,
+        at: t("2026-12-01T01:00:00Z"),
+    }
+}
+
+fn started() -> BookingEvent {
+    BookingEvent::BookingStarted {
+        at: t("2026-12-03T00:40:00Z"),
+    }
+}
+
+#[test]
+fn a_guest_requests_a_booking_priced_by_the_rules() {
+    BookingTest::with(())
+        .given_no_previous_events()
+        .when(cmd(
+            Some(guest()),
+            booked_at(),
+            BookingAction::Request(new_booking()),
+        ))
+        .then_expect_events(vec![requested()]);
+}
+
+#[test]
+fn the_answer_deadline_never_passes_the_start() {
+    let mut soon = new_booking();
+    soon.start = t("2026-12-01T03:00:00Z");
+    soon.end = t("2026-12-01T04:00:00Z");
+    let events = Booking::default()
+        .decide(cmd(
+            Some(guest()),
+            booked_at(),
+            BookingAction::Request(soon),
+        ))
+        .unwrap();
+    let BookingEvent::BookingRequested { respond_by, .. } = &events[0] else {
+        panic!("expected a request, got {events:?}");
+    };
+    assert_eq!(*respond_by, t("2026-12-01T03:00:00Z"));
+}
+
+#[test]
+fn only_guests_book_and_never_their_own_car() {
+    for (actor, error) in [
+        (host(), BookingError::GuestRoleRequired),
+        (admin(), BookingError::GuestRoleRequired),
+    ] {
+        BookingTest::with(())
+            .given_no_previous_events()
+            .when(cmd(
+                Some(actor),
+                booked_at(),
+                BookingAction::Request(new_booking()),
+            ))
+            .then_expect_error(error);
+    }
+    let own = Actor::new(host().user_id, Role::Guest);
+    BookingTest::with(())
+        .given_no_previous_events()
+        .when(cmd(
+            Some(own),
+            booked_at(),
+            BookingAction::Request(new_booking()),
+        ))
+        .then_expect_error(BookingError::OwnVehicle);
+}
+
+#[test]
+fn windows_are_validated() {
+    let cases = [
+        (
+            "2026-12-03T05:00:00Z",
+            "2026-12-03T05:00:00Z",
+            "end_datetime",
+            BookingProblem::EndNotAfterStart,
+        ),
+        (
+            "2026-12-03T05:00:00Z",
+            "2026-12-03T04:00:00Z",
+            "end_datetime",
+            BookingProblem::EndNotAfterStart,
+        ),
+        (
+            "2026-11-30T05:00:00Z",
+            "2026-11-30T08:00:00Z",
+            "start_datetime",
+            BookingProblem::InThePast,
+        ),
+        (
+            "2026-12-03T05:00:00Z",
+            "2026-12-03T05:50:00Z",
+            "end_datetime",
+            BookingProblem::TooShort { min_minutes: 60 },
+        ),
+        (
+            "2026-12-03T05:00:00Z",
+            "2027-01-02T05:10:00Z",
+            "end_datetime",
+            BookingProblem::TooLong { max_days: 30 },
+        ),
+        (
+            "2026-12-03T05:05:00Z",
+            "2026-12-03T07:00:00Z",
+            "start_datetime",
+            BookingProblem::NotAligned { minutes: 10 },
+        ),
+        (
+            "2026-12-03T05:00:00Z",
+            "2026-12-03T07:00:30Z",
+            "end_datetime",
+            BookingProblem::NotAligned { minutes: 10 },
+        ),
+    ];
+    for (s, e, field, problem) in cases {
+        let mut new = new_booking();
+        new.start = t(s);
+        new.end = t(e);
+        BookingTest::with(())
+            .given_no_previous_events()
+            .when(cmd(Some(guest()), booked_at(), BookingAction::Request(new)))
+            .then_expect_error(BookingError::invalid(field, problem));
+    }
+    // Exactly 30 days and exactly one hour are fine.
+    for (s, e) in [
+        ("2026-12-03T05:00:00Z", "2027-01-02T05:00:00Z"),
+        ("2026-12-03T05:00:00Z", "2026-12-03T06:00:00Z"),
+    ] {
+        let mut new = new_booking();
+        new.start = t(s);
+        new.end = t(e);
+        assert!(Booking::default()
+            .decide(cmd(Some(guest()), booked_at(), BookingAction::Request(new)))
+            .is_ok());
+    }
+}
+
+#[test]
+fn a_message_too_long_is_refused() {
+    let mut new = new_booking();
+    new.guest_message = Some("가".repeat(1_001));
+    BookingTest::with(())
+        .given_no_previous_events()
+        .when(cmd(Some(guest()), booked_at(), BookingAction::Request(new)))
+        .then_expect_error(BookingError::invalid(
+            "guest_message",
+            BookingProblem::TextTooLong { max: 1_000 },
+        ));
+}
+
+#[test]
+fn a_booking_id_cannot_be_requested_twice() {
+    BookingTest::with(())
+        .given(vec![requested()])
+        .when(cmd(
+            Some(guest()),
+            booked_at(),
+            BookingAction::Request(new_booking()),
+        ))
+        .then_expect_error(BookingError::AlreadyExists);
+}
+
+#[test]
+fn the_host_approves_or_rejects_in_time() {
+    BookingTest::with(())
+        .given(vec![requested()])
+        .when(cmd(
+            Some(host()),
+            t("2026-12-01T01:00:00Z"),
+            BookingAction::Approve {
+                host_response: Some(" 좋습니다 ".into()),
+            },
+        ))
+        .then_expect_events(vec![BookingEvent::BookingApproved {
+            host_response: Some("좋습니다".into()),
+            at: t("2026-12-01T01:00:00Z"),
+        }]);
+    BookingTest::with(())
+        .given(vec![requested()])
+        .when(cmd(
+            Some(host()),
+            t("2026-12-01T02:00:00Z"),
+            BookingAction::Reject {
+                host_response: None,
+            },
+        ))
+        .then_expect_events(vec![BookingEvent::BookingRejected {
+            host_response: None,
+            at: t("2026-12-01T02:00:00Z"),
+        }]);
+}
+
+#[test]
+fn only_the_host_answers_and_only_while_pending_and_in_time() {
+    for actor in [guest(), stranger(), admin()] {
+        BookingTest::with(())
+            .given(vec![requested()])
+            .when(cmd(
+                Some(actor),
+                booked_at(),
+                BookingAction::Approve {
+                    host_response: None,
+                },
+            ))
+            .then_expect_error(BookingError::NotHost);
+    }
+    BookingTest::with(())
+        .given(vec![requested(), approved()])
+        .when(cmd(
+            Some(host()),
+            booked_at(),
+            BookingAction::Reject {
+                host_response: None,
+            },
+        ))
+        .then_expect_error(BookingError::InvalidTransition {
+            status: BookingStatus::Approved,
+            action: "reject",
+        });
+    BookingTest::with(())
+        .given(vec![requested()])
+        .when(cmd(
+            Some(host()),
+            t("2026-12-01T08:00:00Z"),
+            BookingAction::Approve {
+                host_response: None,
+            },
+        ))
+        .then_expect_error(BookingError::ResponseTimeOver);
+}
+
+#[test]
+fn cancellations_follow_the_refund_policy() {
+    let cases = [
+        (
+            guest(),
+            "2026-12-01T00:50:00Z",
+            CancelledBy::Guest,
+            RefundRule::WithinAnHourOfBooking,
+            54_000,
+        ),
+        (
+            guest(),
+            "2026-12-02T01:00:00Z",
+            CancelledBy::Guest,
+            RefundRule::AtLeast24HoursBefore,
+            54_000,
+        ),
+        (
+            guest(),
+            "2026-12-02T12:00:00Z",
+            CancelledBy::Guest,
+            RefundRule::LessThan24HoursBefore,
+            27_000,
+        ),
+        (
+            guest(),
+            "2026-12-03T01:10:00Z",
+            CancelledBy::Guest,
+            RefundRule::AfterStart,
+            0,
+        ),
+        (
+            host(),
+            "2026-12-03T00:50:00Z",
+            CancelledBy::Host,
+            RefundRule::HostCancelled,
+            54_000,
+        ),
+        (
+            admin(),
+            "2026-12-02T12:00:00Z",
+            CancelledBy::Admin,
+            RefundRule::HostCancelled,
+            54_000,
+        ),
+    ];
+    for (actor, at, by, rule, refund) in cases {
+        BookingTest::with(())
+            .given(vec![requested(), approved()])
+            .when(cmd(
+                Some(actor),
+                t(at),
+                BookingAction::Cancel {
+                    reason: Some("일정 변경".into()),
+                },
+            ))
+            .then_expect_events(vec![BookingEvent::BookingCancelled {
+                by,
+                reason: Some("일정 변경".into()),
+                refund_rule: rule,
+                refund_amount: Won(refund),
+                at: t(at),
+            }]);
+    }
+}
+
+#[test]
+fn cancellation_is_for_participants_of_a_booking_not_yet_under_way() {
+    BookingTest::with(())
+        .given(vec![requested()])
+        .when(cmd(
+            Some(stranger()),
+            booked_at(),
+            BookingAction::Cancel { reason: None },
+        ))
+        .then_expect_error(BookingError::NotParticipant);
+    BookingTest::with(())
+        .given(vec![requested(), approved(), started()])
+        .when(cmd(
+            Some(guest()),
+            t("2026-12-03T02:00:00Z"),
+            BookingAction::Cancel { reason: None },
+        ))
+        .then_expect_error(BookingError::InvalidTransition {
+            status: BookingStatus::Active,
+            action: "cancel",
+        });
+    let cancelled = BookingEvent::BookingCancelled {
+        by: CancelledBy::Guest,
+        reason: None,
+        refund_rule: RefundRule::WithinAnHourOfBooking,
+        refund_amount: Won(54_000),
+        at: booked_at(),
+    };
+    BookingTest::with(())
+        .given(vec![requested(), cancelled])
+        .when(cmd(
+            Some(host()),
+            booked_at(),
+            BookingAction::Cancel { reason: None },
+        ))
+        .then_expect_error(BookingError::InvalidTransition {
+            status: BookingStatus::Cancelled,
+            action: "cancel",
+        });
+}
+
+#[test]
+fn unanswered_requests_expire_at_their_deadline() {
+    BookingTest::with(())
+        .given(vec![requested()])
+        .when(cmd(None, t("2026-12-01T08:00:00Z"), BookingAction::Expire))
+        .then_expect_events(vec![BookingEvent::BookingExpired {
+            reason: ExpiryReason::HostDidNotRespond,
+            at: t("2026-12-01T08:00:00Z"),
+        }]);
+    BookingTest::with(())
+        .given(vec![requested()])
+        .when(cmd(None, t("2026-12-01T07:59:59Z"), BookingAction::Expire))
+        .then_expect_error(BookingError::NotDueToExpire);
+    BookingTest::with(())
+        .given(vec![requested(), approved()])
+        .when(cmd(None, t("2026-12-01T09:00:00Z"), BookingAction::Expire))
+        .then_expect_error(BookingError::InvalidTransition {
+            status: BookingStatus::Approved,
+            action: "expire",
+        });
+    BookingTest::with(())
+        .given(vec![requested()])
+        .when(cmd(
+            Some(admin()),
+            t("2026-12-01T09:00:00Z"),
+            BookingAction::Expire,
+        ))
+        .then_expect_error(BookingError::SystemOnly);
+}
+
+#[test]
+fn a_request_close_to_its_start_expires_for_the_start() {
+    let mut soon = new_booking();
+    soon.start = t("2026-12-01T03:00:00Z");
+    soon.end = t("2026-12-01T04:00:00Z");
+    let mut booking = Booking::default();
+    for event in booking
+        .decide(cmd(
+            Some(guest()),
+            booked_at(),
+            BookingAction::Request(soon),
+        ))
+        .unwrap()
+    {
+        booking.apply(event);
+    }
+    assert_eq!(
+        booking
+            .decide(cmd(None, t("2026-12-01T03:00:00Z"), BookingAction::Expire))
+            .unwrap(),
+        vec![BookingEvent::BookingExpired {
+            reason: ExpiryReason::StartReached,
+            at: t("2026-12-01T03:00:00Z"),
+        }]
+    );
+}
+
+#[test]
+fn the_guest_picks_up_from_thirty_minutes_before_the_start() {
+    BookingTest::with(())
+        .given(vec![requested(), approved()])
+        .when(cmd(
+            Some(guest()),
+            t("2026-12-03T00:30:00Z"),
+            BookingAction::Start,
+        ))
+        .then_expect_events(vec![BookingEvent::BookingStarted {
+            at: t("2026-12-03T00:30:00Z"),
+        }]);
+    for at in ["2026-12-03T00:29:59Z", "2026-12-03T05:30:00Z"] {
+        BookingTest::with(())
+            .given(vec![requested(), approved()])
+            .when(cmd(Some(guest()), t(at), BookingAction::Start))
+            .then_expect_error(BookingError::OutsidePickupTime);
+    }
+    BookingTest::with(())
+        .given(vec![requested(), approved()])
+        .when(cmd(
+            Some(host()),
+            t("2026-12-03T01:00:00Z"),
+            BookingAction::Start,
+        ))
+        .then_expect_error(BookingError::NotGuest);
+    BookingTest::with(())
+        .given(vec![requested()])
+        .when(cmd(
+            Some(guest()),
+            t("2026-12-03T01:00:00Z"),
+            BookingAction::Start,
+        ))
+        .then_expect_error(BookingError::InvalidTransition {
+            status: BookingStatus::Pending,
+            action: "start",
+        });
+}
+
+#[test]
+fn returns_record_lateness_beyond_fifteen_minutes() {
+    let cases = [
+        ("2026-12-03T05:00:00Z", 0),
+        ("2026-12-03T05:45:00Z", 0),
+        ("2026-12-03T05:45:01Z", 15),
+        ("2026-12-03T07:00:00Z", 90),
+    ];
+    for (at, late) in cases {
+        BookingTest::with(())
+            .given(vec![requested(), approved(), started()])
+            .when(cmd(Some(host()), t(at), BookingAction::Complete))
+            .then_expect_events(vec![BookingEvent::BookingCompleted {
+                late_minutes: late,
+                at: t(at),
+            }]);
+    }
+    BookingTest::with(())
+        .given(vec![requested(), approved()])
+        .when(cmd(
+            Some(guest()),
+            t("2026-12-03T05:00:00Z"),
+            BookingAction::Complete,
+        ))
+        .then_expect_error(BookingError::InvalidTransition {
+            status: BookingStatus::Approved,
+            action: "complete",
+        });
+    BookingTest::with(())
+        .given(vec![requested(), approved(), started()])
+        .when(cmd(
+            Some(stranger()),
+            t("2026-12-03T05:00:00Z"),
+            BookingAction::Complete,
+        ))
+        .then_expect_error(BookingError::NotParticipant);
+}
+
+#[test]
+fn photos_belong_to_their_moment() {
+    let keys = vec!["bookings/100/pickup/a.jpg".to_string()];
+    BookingTest::with(())
+        .given(vec![requested(), approved()])
+        .when(cmd(
+            Some(guest()),
+            t("2026-12-03T00:35:00Z"),
+            BookingAction::AddPhotos {
+                kind: PhotoKind::Pickup,
+                keys: keys.clone(),
+            },
+        ))
+        .then_expect_events(vec![BookingEvent::BookingPhotosAdded {
+            kind: PhotoKind::Pickup,
+            keys: keys.clone(),
+            by: guest().user_id,
+            at: t("2026-12-03T00:35:00Z"),
+        }]);
+    // Too early for pickup photos; return photos before the trip; a stranger.
+    BookingTest::with(())
+        .given(vec![requested(), approved()])
+        .when(cmd(
+            Some(guest()),
+            t("2026-12-02T00:00:00Z"),
+            BookingAction::AddPhotos {
+                kind: PhotoKind::Pickup,
+                keys: keys.clone(),
+            },
+        ))
+        .then_expect_error(BookingError::PhotosNotExpected { kind: "pickup" });
+    BookingTest::with(())
+        .given(vec![requested(), approved()])
+        .when(cmd(
+            Some(host()),
+            t("2026-12-03T00:35:00Z"),
+            BookingAction::AddPhotos {
+                kind: PhotoKind::Return,
+                keys: keys.clone(),
+            },
+        ))
+        .then_expect_error(BookingError::PhotosNotExpected { kind: "return" });
+    BookingTest::with(())
+        .given(vec![requested(), approved(), started()])
+        .when(cmd(
+            Some(stranger()),
+            t("2026-12-03T02:00:00Z"),
+            BookingAction::AddPhotos {
+                kind: PhotoKind::Return,
+                keys: keys.clone(),
+            },
+        ))
+        .then_expect_error(BookingError::NotParticipant);
+    // Return photos up to an hour after the return, at most ten per kind.
+    let completed = BookingEvent::BookingCompleted {
+        late_minutes: 0,
+        at: t("2026-12-03T05:30:00Z"),
+    };
+    BookingTest::with(())
+        .given(vec![requested(), approved(), started(), completed.clone()])
+        .when(cmd(
+            Some(host()),
+            t("2026-12-03T06:31:00Z"),
+            BookingAction::AddPhotos {
+                kind: PhotoKind::Return,
+                keys: keys.clone(),
+            },
+        ))
+        .then_expect_error(BookingError::PhotosNotExpected { kind: "return" });
+    let eleven: Vec<String> = (0..11).map(|i| format!("k{i}")).collect();
+    BookingTest::with(())
+        .given(vec![requested(), approved(), started(), completed])
+        .when(cmd(
+            Some(host()),
+            t("2026-12-03T06:00:00Z"),
+            BookingAction::AddPhotos {
+                kind: PhotoKind::Return,
+                keys: eleven,
+            },
+        ))
+        .then_expect_error(BookingError::invalid(
+            "files",
+            BookingProblem::Count { max: 10 },
+        ));
+}
+
+#[test]
+fn applying_the_lifecycle_keeps_the_state() {
+    let mut booking = Booking::default();
+    for event in [requested(), approved(), started()] {
+        booking.apply(event);
+    }
+    booking.apply(BookingEvent::BookingCompleted {
+        late_minutes: 20,
+        at: t("2026-12-03T05:50:00Z"),
+    });
+    let state = booking.state.unwrap();
+    assert_eq!(state.status, BookingStatus::Completed);
+    assert_eq!(state.late_minutes, Some(20));
+    assert_eq!(state.started_at, Some(t("2026-12-03T00:40:00Z")));
+    assert_eq!(state.total_amount + Won::ZERO, Won(54_000));
+    assert_eq!(state.platform_fee + state.host_share, state.total_amount);
+}

@@ -1,0 +1,270 @@
+//! A row of `read.bookings` and how events change it.
+
+use crate::fold::{decode, AggregateRow};
+use carshare_domain::booking::{BookingEvent, BookingStatus, PhotoKind};
+use carshare_event_store::StoredEvent;
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::PgConnection;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// A booking as the read side knows it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct BookingRow {
+    /// Id.
+    pub id: Uuid,
+    /// The vehicle.
+    pub vehicle_id: Uuid,
+    /// The guest.
+    pub guest_id: Uuid,
+    /// The car's host.
+    pub host_id: Uuid,
+    /// Start.
+    pub start_datetime: DateTime<Utc>,
+    /// End (exclusive).
+    pub end_datetime: DateTime<Utc>,
+    /// Rate at request time.
+    pub hourly_rate: i64,
+    /// What the guest pays.
+    pub total_amount: i64,
+    /// Platform fee.
+    pub platform_fee: i64,
+    /// Host share.
+    pub host_share: i64,
+    /// Status (wire name).
+    pub status: String,
+    /// The guest's note.
+    pub guest_message: Option<String>,
+    /// The host's note.
+    pub host_response: Option<String>,
+    /// The host's deadline.
+    pub respond_by: DateTime<Utc>,
+    /// Pickup photo keys.
+    pub pickup_photos: Json<Vec<String>>,
+    /// Return photo keys.
+    pub return_photos: Json<Vec<String>>,
+    /// `guest`, `host` or `admin`.
+    pub cancelled_by: Option<String>,
+    /// Why it was cancelled.
+    pub cancel_reason: Option<String>,
+    /// The refund policy clause.
+    pub refund_rule: Option<String>,
+    /// Refund owed.
+    pub refund_amount: Option<i64>,
+    /// Why it expired.
+    pub expiry_reason: Option<String>,
+    /// Pickup time.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Return time.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Minutes late at return.
+    pub late_minutes: Option<i64>,
+    /// Request time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// Sequence of the last event applied.
+    pub last_sequence: i64,
+    /// Position of that event.
+    pub last_position: i64,
+}
+
+/// Columns read back by the projection and the queries.
+pub(crate) const COLUMNS: &str = "id, vehicle_id, guest_id, host_id, start_datetime, \
+    end_datetime, hourly_rate, total_amount, platform_fee, host_share, status, guest_message, \
+    host_response, respond_by, pickup_photos, return_photos, cancelled_by, cancel_reason, \
+    refund_rule, refund_amount, expiry_reason, started_at, completed_at, late_minutes, \
+    created_at, updated_at, last_sequence, last_position";
+
+fn snake<T: serde::Serialize>(value: &T) -> Option<String> {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+}
+
+impl AggregateRow for BookingRow {
+    fn last_sequence(&self) -> i64 {
+        self.last_sequence
+    }
+
+    fn create(id: Uuid, stored: &StoredEvent) -> Result<Self, String> {
+        match decode::<BookingEvent>(stored)? {
+            BookingEvent::BookingRequested {
+                vehicle_id,
+                guest_id,
+                host_id,
+                start,
+                end,
+                hourly_rate,
+                total_amount,
+                platform_fee,
+                host_share,
+                guest_message,
+                respond_by,
+                at,
+                ..
+            } => Ok(BookingRow {
+                id,
+                vehicle_id,
+                guest_id,
+                host_id,
+                start_datetime: start,
+                end_datetime: end,
+                hourly_rate: hourly_rate.amount(),
+                total_amount: total_amount.amount(),
+                platform_fee: platform_fee.amount(),
+                host_share: host_share.amount(),
+                status: BookingStatus::Pending.as_str().into(),
+                guest_message,
+                host_response: None,
+                respond_by,
+                pickup_photos: Json(Vec::new()),
+                return_photos: Json(Vec::new()),
+                cancelled_by: None,
+                cancel_reason: None,
+                refund_rule: None,
+                refund_amount: None,
+                expiry_reason: None,
+                started_at: None,
+                completed_at: None,
+                late_minutes: None,
+                created_at: at,
+                updated_at: at,
+                last_sequence: stored.sequence,
+                last_position: stored.position,
+            }),
+            other => Err(format!(
+                "{} before BookingRequested (sequence {})",
+                other.name(),
+                stored.sequence
+            )),
+        }
+    }
+
+    fn apply(&mut self, stored: &StoredEvent) -> Result<(), String> {
+        let event: BookingEvent = decode(stored)?;
+        self.updated_at = event.at();
+        match event {
+            BookingEvent::BookingRequested { .. } => {
+                return Err("BookingRequested for a booking already requested".into())
+            }
+            BookingEvent::BookingApproved { host_response, .. } => {
+                self.status = BookingStatus::Approved.as_str().into();
+                self.host_response = host_response;
+            }
+            BookingEvent::BookingRejected { host_response, .. } => {
+                self.status = BookingStatus::Rejected.as_str().into();
+                self.host_response = host_response;
+            }
+            BookingEvent::BookingCancelled {
+                by,
+                reason,
+                refund_rule,
+                refund_amount,
+                ..
+            } => {
+                self.status = BookingStatus::Cancelled.as_str().into();
+                self.cancelled_by = Some(by.as_str().into());
+                self.cancel_reason = reason;
+                self.refund_rule = snake(&refund_rule);
+                self.refund_amount = Some(refund_amount.amount());
+            }
+            BookingEvent::BookingExpired { reason, .. } => {
+                self.status = BookingStatus::Expired.as_str().into();
+                self.expiry_reason = Some(reason.as_str().into());
+            }
+            BookingEvent::BookingStarted { at } => {
+                self.status = BookingStatus::Active.as_str().into();
+                self.started_at = Some(at);
+            }
+            BookingEvent::BookingCompleted { late_minutes, at } => {
+                self.status = BookingStatus::Completed.as_str().into();
+                self.completed_at = Some(at);
+                self.late_minutes = Some(late_minutes);
+            }
+            BookingEvent::BookingPhotosAdded { kind, keys, .. } => {
+                let list = match kind {
+                    PhotoKind::Pickup => &mut self.pickup_photos.0,
+                    PhotoKind::Return => &mut self.return_photos.0,
+                };
+                for key in keys {
+                    if !list.contains(&key) {
+                        list.push(key);
+                    }
+                }
+            }
+        }
+        self.last_sequence = stored.sequence;
+        self.last_position = stored.position;
+        Ok(())
+    }
+}
+
+pub(crate) async fn load(
+    conn: &mut PgConnection,
+    table: &str,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, BookingRow>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<BookingRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM {table} WHERE id = ANY($1)"))
+            .bind(ids)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+}
+
+/// Inserts or replaces rows in one statement, never going back to an older sequence.
+pub(crate) async fn upsert(
+    conn: &mut PgConnection,
+    table: &str,
+    rows: &[&BookingRow],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // Rows travel as one JSON array: one bind instead of 28 arrays.
+    let json: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r.id, "vehicle_id": r.vehicle_id, "guest_id": r.guest_id,
+                "host_id": r.host_id, "start_datetime": r.start_datetime,
+                "end_datetime": r.end_datetime, "hourly_rate": r.hourly_rate,
+                "total_amount": r.total_amount, "platform_fee": r.platform_fee,
+                "host_share": r.host_share, "status": r.status,
+                "guest_message": r.guest_message, "host_response": r.host_response,
+                "respond_by": r.respond_by, "pickup_photos": r.pickup_photos.0,
+                "return_photos": r.return_photos.0, "cancelled_by": r.cancelled_by,
+                "cancel_reason": r.cancel_reason, "refund_rule": r.refund_rule,
+                "refund_amount": r.refund_amount, "expiry_reason": r.expiry_reason,
+                "started_at": r.started_at, "completed_at": r.completed_at,
+                "late_minutes": r.late_minutes, "created_at": r.created_at,
+                "updated_at": r.updated_at, "last_sequence": r.last_sequence,
+                "last_position": r.last_position,
+            })
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO {table} AS cur ({COLUMNS}) \
+         SELECT {COLUMNS} FROM jsonb_populate_recordset(NULL::{table}, $1) \
+         ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
+           guest_message = EXCLUDED.guest_message, host_response = EXCLUDED.host_response, \
+           pickup_photos = EXCLUDED.pickup_photos, return_photos = EXCLUDED.return_photos, \
+           cancelled_by = EXCLUDED.cancelled_by, cancel_reason = EXCLUDED.cancel_reason, \
+           refund_rule = EXCLUDED.refund_rule, refund_amount = EXCLUDED.refund_amount, \
+           expiry_reason = EXCLUDED.expiry_reason, started_at = EXCLUDED.started_at, \
+           completed_at = EXCLUDED.completed_at, late_minutes = EXCLUDED.late_minutes, \
+           updated_at = EXCLUDED.updated_at, last_sequence = EXCLUDED.last_sequence, \
+           last_position = EXCLUDED.last_position \
+         WHERE cur.last_sequence < EXCLUDED.last_sequence"
+    );
+    sqlx::query(&sql)
+        .bind(Json(json))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! Folding a batch of events into rows keyed by aggregate id, the part every row-per-aggregate
+//! projection shares: redelivered events are skipped by sequence, sequence gaps are filled from
+//! the log, and an event that cannot be applied holds back the later events of its aggregate.
+
+use crate::projection::Poisoned;
+use carshare_event_store::{StoredEvent, StreamReader};
+use std::collections::{HashMap, HashSet};
+use uuid::Uuid;
+
+/// A read row built from one aggregate's events.
+pub(crate) trait AggregateRow: Sized {
+    /// Sequence of the last event applied to it.
+    fn last_sequence(&self) -> i64;
+    /// The row created by the aggregate's first event.
+    fn create(id: Uuid, event: &StoredEvent) -> Result<Self, String>;
+    /// Applies a later event.
+    fn apply(&mut self, event: &StoredEvent) -> Result<(), String>;
+}
+
+/// What a batch changed.
+pub(crate) struct Folded {
+    /// Ids of the rows that changed.
+    pub changed: HashSet<Uuid>,
+    /// Events that could not be applied.
+    pub poisoned: Vec<Poisoned>,
+}
+
+/// Applies `events` (already filtered to the projection's aggregate types, in stream order) to
+/// `rows`, which holds the existing rows of their aggregates. `noun` names the aggregate in
+/// dead-letter messages.
+pub(crate) async fn fold<R: AggregateRow>(
+    reader: &StreamReader,
+    rows: &mut HashMap<Uuid, R>,
+    events: &[&StoredEvent],
+    noun: &str,
+) -> Result<Folded, sqlx::Error> {
+    let mut changed: HashSet<Uuid> = HashSet::new();
+    let mut blocked: HashSet<Uuid> = HashSet::new();
+    let mut poisoned = Vec::new();
+    for &event in events {
+        let Ok(id) = Uuid::parse_str(&event.aggregate_id) else {
+            poisoned.push(Poisoned {
+                position: event.position,
+                error: format!("aggregate id `{}` is not a UUID", event.aggregate_id),
+            });
+            continue;
+        };
+        if blocked.contains(&id) {
+            poisoned.push(Poisoned {
+                position: event.position,
+                error: format!(
+                    "waiting behind an earlier event of this {noun} that could not be applied"
+                ),
+            });
+            continue;
+        }
+        let last = rows.get(&id).map_or(0, AggregateRow::last_sequence);
+        if event.sequence <= last {
+            continue; // redelivered: already applied
+        }
+        // A gap: events of this aggregate are missing before this one. Fetch them from the log
+        // and apply them first; never skip.
+        let mut missing: Vec<StoredEvent> = Vec::new();
+        if event.sequence > last + 1 {
+            missing = reader
+                .aggregate_events_between(
+                    &event.aggregate_type,
+                    &event.aggregate_id,
+                    last,
+                    event.sequence,
+                )
+                .await?;
+            let expected = event.sequence - last - 1;
+            if i64::try_from(missing.len()).unwrap_or(i64::MAX) != expected {
+                poisoned.push(Poisoned {
+                    position: event.position,
+                    error: format!(
+                        "sequence gap: expected {expected} earlier events after {last}, the log has {}",
+                        missing.len()
+                    ),
+                });
+                blocked.insert(id);
+                continue;
+            }
+        }
+        for e in missing.iter().chain(std::iter::once(event)) {
+            let applied = match rows.get_mut(&id) {
+                Some(row) => row.apply(e),
+                None => R::create(id, e).map(|row| {
+                    rows.insert(id, row);
+                }),
+            };
+            if let Err(error) = applied {
+                let error = if e.position == event.position {
+                    error
+                } else {
+                    format!("waiting behind event at sequence {}: {error}", e.sequence)
+                };
+                poisoned.push(Poisoned {
+                    position: event.position,
+                    error,
+                });
+                blocked.insert(id);
+                break;
+            }
+            changed.insert(id);
+        }
+    }
+    Ok(Folded { changed, poisoned })
+}
+
+/// Decodes an event's payload, with an error naming its type and version.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(event: &StoredEvent) -> Result<T, String> {
+    event.decode().map_err(|e| {
+        format!(
+            "cannot decode {} v{}: {e}",
+            event.event_type, event.event_version
+        )
+    })
+}

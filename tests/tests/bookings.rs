@@ -1,0 +1,641 @@
+//! Bookings end to end: the lifecycle over HTTP, every refusal's code, search honouring holds,
+//! the write-side guarantee against double bookings under concurrency, and expiry with a
+//! controllable clock.
+
+use carshare_commands::bookings::{BookingService, ExpirySweeper, RequestBooking};
+use carshare_commands::ManualClock;
+use carshare_domain::booking::{BookingPolicy, BookingStatus};
+use carshare_domain::{Actor, Role};
+use carshare_event_store::{CommitSignal, EventMetadata};
+use carshare_tests::{assert_error, eventually, json, vehicle_body, TestApp};
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// The first 10-minute boundary at least `ahead` from now.
+fn slot(ahead: Duration) -> DateTime<Utc> {
+    let t = Utc::now() + ahead + Duration::minutes(10);
+    t.duration_trunc(Duration::minutes(10)).unwrap()
+}
+
+fn rfc(t: DateTime<Utc>) -> String {
+    t.to_rfc3339()
+}
+
+fn booking_body(vehicle: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> Value {
+    json!({
+        "vehicle_id": vehicle,
+        "start_datetime": rfc(start),
+        "end_datetime": rfc(end),
+        "guest_message": "출장 일정으로 이용하겠습니다",
+    })
+}
+
+struct Scene {
+    app: TestApp,
+    host: String,
+    guest: String,
+    guest_id: Uuid,
+    vehicle: String,
+}
+
+async fn scene() -> Scene {
+    let app = TestApp::spawn().await;
+    let (_, host) = app.user(Role::Host);
+    let (guest_id, guest) = app.user(Role::Guest);
+    let vehicle = app
+        .register_vehicle(&host, &vehicle_body(37.5665, 126.9780))
+        .await;
+    let vehicle = vehicle["id"].as_str().unwrap().to_string();
+    Scene {
+        app,
+        host,
+        guest,
+        guest_id,
+        vehicle,
+    }
+}
+
+async fn search_ids(app: &TestApp, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<String> {
+    let res = app
+        .http
+        .get(format!("{}/v1/vehicles", app.base))
+        .query(&[
+            ("lat", "37.5665"),
+            ("lng", "126.9780"),
+            ("start_datetime", &rfc(start)),
+            ("end_datetime", &rfc(end)),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json(res).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_booking_goes_from_request_to_return() {
+    let s = scene().await;
+    let app = &s.app;
+    // Starts within the pickup window (at most 30 minutes away), lasts 1 h 30.
+    let start = slot(Duration::zero());
+    let end = start + Duration::minutes(90);
+    assert!(search_ids(app, start, end).await.contains(&s.vehicle));
+
+    let res = app
+        .post(
+            "/v1/bookings",
+            Some(&s.guest),
+            &booking_body(&s.vehicle, start, end),
+        )
+        .await;
+    assert!(res.headers().contains_key("x-stream-position"));
+    let location = res.headers()["location"].to_str().unwrap().to_string();
+    let (status, booking) = json(res).await;
+    assert_eq!(status, StatusCode::CREATED, "{booking}");
+    let id = booking["id"].as_str().unwrap().to_string();
+    assert_eq!(location, format!("/v1/bookings/{id}"));
+    assert_eq!(booking["status"], "pending");
+    assert_eq!(booking["guest_id"], s.guest_id.to_string());
+    // 90 minutes at 12,000 won/h; 15% fee rounded down; the rest to the host.
+    assert_eq!(booking["total_amount"], 18_000);
+    assert_eq!(booking["platform_fee"], 2_700);
+    assert_eq!(booking["host_amount"], 15_300);
+    assert_eq!(
+        booking["respond_by"]
+            .as_str()
+            .map(|t| t.parse::<DateTime<Utc>>().unwrap()),
+        Some(start)
+    );
+
+    // Read-your-writes: the search no longer offers the car for that window, or within the
+    // 30-minute buffer around it; it does offer it well after.
+    assert!(!search_ids(app, start, end).await.contains(&s.vehicle));
+    assert!(
+        !search_ids(app, end + Duration::minutes(20), end + Duration::hours(2))
+            .await
+            .contains(&s.vehicle)
+    );
+    assert!(
+        search_ids(app, end + Duration::minutes(30), end + Duration::hours(2))
+            .await
+            .contains(&s.vehicle)
+    );
+
+    // Both sides see it; nobody else does.
+    for token in [&s.guest, &s.host] {
+        let (status, body) = json(app.get(&format!("/v1/bookings/{id}"), Some(token)).await).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["id"], id);
+    }
+    let (_, stranger) = app.user(Role::Guest);
+    let (status, body) = json(
+        app.get(&format!("/v1/bookings/{id}"), Some(&stranger))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "BOOKING001");
+    let (_, mine) = json(app.get("/v1/bookings", Some(&s.guest)).await).await;
+    assert_eq!(mine.as_array().unwrap().len(), 1);
+    let (_, hosted) = json(
+        app.get("/v1/bookings?role=host&status=pending", Some(&s.host))
+            .await,
+    )
+    .await;
+    assert_eq!(hosted[0]["id"], id);
+    let (_, none) = json(app.get("/v1/bookings?status=approved", Some(&s.host)).await).await;
+    assert_eq!(none, json!([]));
+
+    // The guest cannot pick up before approval; the host approves.
+    let (status, body) = json(
+        app.post(
+            &format!("/v1/bookings/{id}/start"),
+            Some(&s.guest),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_error(&body, "BOOKING004");
+    let (status, body) = json(
+        app.put(
+            &format!("/v1/bookings/{id}/approve"),
+            Some(&s.host),
+            &json!({"host_response": "즐거운 여행 되세요"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "approved");
+    assert_eq!(body["host_response"], "즐거운 여행 되세요");
+
+    // Pickup by the host is refused; by the guest it starts the trip.
+    let (status, body) = json(
+        app.post(
+            &format!("/v1/bookings/{id}/start"),
+            Some(&s.host),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_error(&body, "BOOKING005");
+    let (status, body) = json(
+        app.post(
+            &format!("/v1/bookings/{id}/start"),
+            Some(&s.guest),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "active");
+    assert!(body["started_at"].is_string());
+
+    // Cancelling a trip under way is refused; the return completes it and frees the car.
+    let (status, body) = json(
+        app.put(
+            &format!("/v1/bookings/{id}/cancel"),
+            Some(&s.guest),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_error(&body, "BOOKING004");
+    let (status, body) = json(
+        app.post(
+            &format!("/v1/bookings/{id}/complete"),
+            Some(&s.host),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["late_minutes"], 0);
+    assert!(search_ids(app, start, end).await.contains(&s.vehicle));
+
+    // The log holds the whole story, the vehicle's hold and release beside the booking's.
+    let events: Vec<(String, String)> = sqlx::query_as(
+        "SELECT aggregate_type, event_type FROM events \
+         WHERE aggregate_id = $1 OR (aggregate_id = $2 AND event_type IN ('WindowReserved', 'ReservationReleased')) \
+         ORDER BY global_position",
+    )
+    .bind(&id)
+    .bind(&s.vehicle)
+    .fetch_all(app.pool())
+    .await
+    .unwrap();
+    let names: Vec<&str> = events.iter().map(|(_, e)| e.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "BookingRequested",
+            "WindowReserved",
+            "BookingApproved",
+            "BookingStarted",
+            "BookingCompleted",
+            "ReservationReleased"
+        ]
+    );
+    // A completed booking's history is one transaction per step: request and hold share one.
+    let tx: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT transaction_id::text FROM events \
+         WHERE event_type IN ('BookingRequested', 'WindowReserved') AND (aggregate_id = $1 OR aggregate_id = $2)",
+    )
+    .bind(&id)
+    .bind(&s.vehicle)
+    .fetch_all(app.pool())
+    .await
+    .unwrap();
+    assert_eq!(tx.len(), 1);
+}
+
+#[tokio::test]
+async fn refusals_have_clear_codes_and_change_nothing() {
+    let s = scene().await;
+    let app = &s.app;
+    let start = slot(Duration::days(2));
+    let end = start + Duration::hours(4);
+    let before = app.event_count().await;
+
+    // Invalid windows: 422 naming the field.
+    let cases = [
+        (
+            start,
+            start + Duration::minutes(50),
+            "end_datetime",
+            "too_short",
+        ),
+        (
+            start,
+            start - Duration::hours(1),
+            "end_datetime",
+            "end_not_after_start",
+        ),
+        (
+            start + Duration::minutes(5),
+            end,
+            "start_datetime",
+            "not_aligned",
+        ),
+        (
+            slot(-Duration::days(1)),
+            slot(-Duration::days(1)) + Duration::hours(2),
+            "start_datetime",
+            "in_the_past",
+        ),
+        (
+            start,
+            start + Duration::days(31),
+            "end_datetime",
+            "too_long",
+        ),
+    ];
+    for (a, b, field, reason) in cases {
+        let (status, body) = json(
+            app.post(
+                "/v1/bookings",
+                Some(&s.guest),
+                &booking_body(&s.vehicle, a, b),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let error = assert_error(&body, "BOOKING003");
+        assert_eq!(error["details"][0]["field"], field, "{body}");
+        assert_eq!(error["details"][0]["reason"], reason, "{body}");
+    }
+    // Malformed input.
+    let (status, body) = json(
+        app.post(
+            "/v1/bookings",
+            Some(&s.guest),
+            &json!({"vehicle_id": "nope"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_error(&body, "REQ002");
+    let mut extra = booking_body(&s.vehicle, start, end);
+    extra["total_amount"] = json!(1);
+    let (status, body) = json(app.post("/v1/bookings", Some(&s.guest), &extra).await).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_error(&body, "REQ002");
+    // Who may book what.
+    let (status, body) = json(
+        app.post(
+            "/v1/bookings",
+            Some(&s.host),
+            &booking_body(&s.vehicle, start, end),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_error(&body, "BOOKING006");
+    let (status, body) = json(
+        app.post(
+            "/v1/bookings",
+            Some(&s.guest),
+            &booking_body(&Uuid::new_v4().to_string(), start, end),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "VEHICLE001");
+    let (status, body) = json(
+        app.post("/v1/bookings", None, &booking_body(&s.vehicle, start, end))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_error(&body, "AUTH001");
+    assert_eq!(app.event_count().await, before, "refusals wrote nothing");
+
+    // One booking holds the window; an overlap (or one inside the buffer) is a conflict.
+    let (status, first) = json(
+        app.post(
+            "/v1/bookings",
+            Some(&s.guest),
+            &booking_body(&s.vehicle, start, end),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let id = first["id"].as_str().unwrap().to_string();
+    let (_, other) = app.user(Role::Guest);
+    for (a, b) in [
+        (start + Duration::hours(1), end + Duration::hours(1)),
+        (end + Duration::minutes(20), end + Duration::hours(2)),
+    ] {
+        let (status, body) = json(
+            app.post(
+                "/v1/bookings",
+                Some(&other),
+                &booking_body(&s.vehicle, a, b),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_error(&body, "BOOKING002");
+    }
+    // A host cannot remove a car bookings hold.
+    let (status, body) = json(
+        app.delete(&format!("/v1/vehicles/{}", s.vehicle), Some(&s.host))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_error(&body, "VEHICLE007");
+
+    // Only the host answers; a stranger cannot cancel.
+    let (status, body) = json(
+        app.put(
+            &format!("/v1/bookings/{id}/approve"),
+            Some(&s.guest),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_error(&body, "BOOKING005");
+    let (status, body) = json(
+        app.put(
+            &format!("/v1/bookings/{id}/cancel"),
+            Some(&other),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_error(&body, "BOOKING005");
+    // Reject, then approving is a transition from the wrong status.
+    let (status, body) = json(
+        app.put(
+            &format!("/v1/bookings/{id}/reject"),
+            Some(&s.host),
+            &json!({"host_response": "정비 예정"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "rejected");
+    let (status, body) = json(
+        app.put(
+            &format!("/v1/bookings/{id}/approve"),
+            Some(&s.host),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let error = assert_error(&body, "BOOKING004");
+    assert_eq!(error["details"][0]["reason"], "invalid_transition");
+
+    // The rejection freed the window: the other guest books it, then cancels with a full refund
+    // (more than 24 hours ahead).
+    let (status, second) = json(
+        app.post(
+            "/v1/bookings",
+            Some(&other),
+            &booking_body(&s.vehicle, start, end),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    let second_id = second["id"].as_str().unwrap();
+    let (status, body) = json(
+        app.put(
+            &format!("/v1/bookings/{second_id}/cancel"),
+            Some(&other),
+            &json!({"reason": "일정 취소"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "cancelled");
+    assert_eq!(body["cancellation"]["by"], "guest");
+    assert_eq!(body["cancellation"]["refund_amount"], body["total_amount"]);
+    assert_eq!(body["cancellation"]["reason"], "일정 취소");
+    // With nothing holding it, the car can be removed.
+    let res = app
+        .delete(&format!("/v1/vehicles/{}", s.vehicle), Some(&s.host))
+        .await;
+    assert!(res.status().is_success(), "{}", res.status());
+}
+
+#[tokio::test]
+async fn fifty_concurrent_requests_for_one_window_book_the_car_once() {
+    let s = scene().await;
+    let app = Arc::new(s.app);
+    let guests: Vec<String> = (0..50).map(|_| app.user(Role::Guest).1).collect();
+    for round in 0..4 {
+        // Each round asks for a different day, every request overlapping the others.
+        let start = slot(Duration::days(3 + round));
+        let mut tasks = Vec::new();
+        for (i, guest) in guests.iter().enumerate() {
+            let app = app.clone();
+            let guest = guest.clone();
+            let vehicle = s.vehicle.clone();
+            let (a, b) = (
+                start + Duration::minutes(10 * (i as i64 % 6)),
+                start + Duration::hours(3),
+            );
+            tasks.push(tokio::spawn(async move {
+                json(
+                    app.post("/v1/bookings", Some(&guest), &booking_body(&vehicle, a, b))
+                        .await,
+                )
+                .await
+            }));
+        }
+        let mut created = 0;
+        for task in tasks {
+            let (status, body) = task.await.unwrap();
+            match status {
+                StatusCode::CREATED => created += 1,
+                StatusCode::CONFLICT => {
+                    assert_error(&body, "BOOKING002");
+                }
+                other => panic!("unexpected {other}: {body}"),
+            }
+        }
+        assert_eq!(created, 1, "round {round}: exactly one request wins");
+    }
+    let holds: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'WindowReserved'",
+    )
+    .bind(&s.vehicle)
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
+    assert_eq!(holds, 4);
+    let requested: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'BookingRequested'")
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
+    assert_eq!(requested, 4, "no booking exists without its hold");
+}
+
+#[tokio::test]
+async fn unanswered_requests_expire_at_their_deadline_and_free_the_car() {
+    let s = scene().await;
+    let app = &s.app;
+    let clock = ManualClock::at(Utc::now());
+    let service = Arc::new(BookingService::new(
+        app.pool().clone(),
+        CommitSignal::default(),
+        Arc::new(clock.clone()),
+        BookingPolicy::default(),
+    ));
+    let guest = Actor::new(s.guest_id, Role::Guest);
+    let start = slot(Duration::days(1));
+    let meta = EventMetadata::system("RequestBooking", carshare_commands::Clock::now(&clock));
+    let done = service
+        .request(
+            guest,
+            RequestBooking {
+                vehicle_id: s.vehicle.parse().unwrap(),
+                start,
+                end: start + Duration::hours(2),
+                guest_message: None,
+            },
+            &meta,
+        )
+        .await
+        .unwrap();
+    let id = done.booking.state.as_ref().unwrap().id;
+    let sweeper = ExpirySweeper::new(
+        app.pool().clone(),
+        service.clone(),
+        std::time::Duration::from_secs(60),
+    );
+    // The projection (run by the app) shows the request pending.
+    let pool = app.pool().clone();
+    assert!(
+        eventually(std::time::Duration::from_secs(5), || {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, String>("SELECT status FROM read.bookings WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&pool)
+                    .await
+                    .ok()
+                    .flatten()
+                    .as_deref()
+                    == Some("pending")
+            }
+        })
+        .await
+    );
+    // Seven hours and 59 minutes later nothing is due.
+    clock.advance(Duration::hours(8) - Duration::minutes(1));
+    assert_eq!(sweeper.sweep().await.unwrap().expired, 0);
+    // At eight hours it expires, and a second sweep finds nothing more to do.
+    clock.advance(Duration::minutes(1));
+    let report = sweeper.sweep().await.unwrap();
+    assert_eq!(report.expired, 1, "{report:?}");
+    let booking = service.load(id).await.unwrap();
+    let state = booking.state.unwrap();
+    assert_eq!(state.status, BookingStatus::Expired);
+    assert!(
+        eventually(std::time::Duration::from_secs(5), || {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, String>("SELECT status FROM read.bookings WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&pool)
+                    .await
+                    .ok()
+                    .flatten()
+                    .as_deref()
+                    == Some("expired")
+            }
+        })
+        .await
+    );
+    assert_eq!(sweeper.sweep().await.unwrap().expired, 0);
+    // The expiry released the hold: the car is bookable again for that window.
+    let (status, body) = json(
+        app.post(
+            "/v1/bookings",
+            Some(&s.guest),
+            &booking_body(&s.vehicle, start, start + Duration::hours(2)),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = json(app.get(&format!("/v1/bookings/{id}"), Some(&s.host)).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "expired");
+    assert_eq!(body["expiry_reason"], "host_did_not_respond");
+}
