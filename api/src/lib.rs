@@ -9,6 +9,7 @@ pub mod extract;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+pub mod realtime;
 pub mod redis_client;
 pub mod routes;
 pub mod startup;

@@ -68,6 +68,14 @@ impl RedisHandle {
             .map_err(|e| RedisDown(e.to_string()))
     }
 
+    /// A dedicated pub/sub connection (not shared with commands).
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, RedisDown> {
+        tokio::time::timeout(self.timeout * 2, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| RedisDown("connect timed out".into()))?
+            .map_err(|e| RedisDown(e.to_string()))
+    }
+
     /// `PING`.
     pub async fn ping(&self) -> Result<(), RedisDown> {
         let pong: String = self.run(&redis::cmd("PING")).await?;

@@ -9,6 +9,7 @@ use crate::extract::{path_config, JsonLimit};
 use crate::middleware::rate_limit::RateLimiter;
 use crate::middleware::{idempotency, observe, rate_limit, security};
 use crate::openapi::{ApiDoc, OpenApiJson};
+use crate::realtime::{Hub, RedisUpdates};
 use crate::redis_client::RedisHandle;
 use crate::routes;
 use crate::state::AppState;
@@ -253,11 +254,18 @@ impl Application {
                 }
             }));
         }
-        let bookings = Arc::new(BookingService::new(
-            pool.clone(),
-            signal.clone(),
-            clock.clone(),
-            settings.booking.policy(),
+        let bookings = Arc::new(
+            BookingService::new(
+                pool.clone(),
+                signal.clone(),
+                clock.clone(),
+                settings.booking.policy(),
+            )
+            .with_updates(Arc::new(RedisUpdates::new(redis.clone()))),
+        );
+        let hub = Hub::default();
+        workers.push(tokio::spawn(
+            hub.clone().run(redis.clone(), shutdown.child_token()),
         ));
         if settings.run_projections {
             let sweeper = ExpirySweeper::new(
@@ -293,6 +301,7 @@ impl Application {
         let authenticator = web::Data::new(authenticator);
         let doc = web::Data::new(doc);
         let limit = web::Data::new(JsonLimit(settings.max_json_body_bytes));
+        let hub = web::Data::new(hub);
         let limiter = web::Data::new(RateLimiter {
             redis: redis.clone(),
             ip_per_minute: settings.rate_limit_ip_per_minute,
@@ -308,6 +317,7 @@ impl Application {
                 .app_data(authenticator.clone())
                 .app_data(doc.clone())
                 .app_data(limit.clone())
+                .app_data(hub.clone())
                 .app_data(limiter.clone())
                 .app_data(path_config())
                 .default_service(web::to(not_found))

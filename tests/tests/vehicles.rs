@@ -1284,6 +1284,7 @@ async fn the_openapi_document_covers_every_route_and_error() {
         "PUT /v1/bookings/{id}/cancel",
         "POST /v1/bookings/{id}/start",
         "POST /v1/bookings/{id}/complete",
+        "GET /v1/ws",
     ]
     .into_iter()
     .map(String::from)

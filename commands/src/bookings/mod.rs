@@ -5,7 +5,9 @@
 mod expiry;
 mod service;
 mod timeline;
+mod updates;
 
 pub use expiry::{ExpirySweeper, SweepReport};
 pub use service::{BookingOutcome, BookingService, BookingServiceError, RequestBooking};
 pub use timeline::{booking_as_of, timeline, TimelineEntry};
+pub use updates::{BookingUpdate, UpdatePublisher};

@@ -1,5 +1,6 @@
 //! The booking command service: what the API calls.
 
+use super::updates::{BookingUpdate, UpdatePublisher};
 use crate::append::{append, Batch};
 use crate::bus::{CommandBus, CommandError, DEFAULT_MAX_ATTEMPTS};
 use crate::clock::Clock;
@@ -99,6 +100,7 @@ pub struct BookingService {
     signal: CommitSignal,
     clock: Arc<dyn Clock>,
     policy: BookingPolicy,
+    updates: Option<Arc<dyn UpdatePublisher>>,
 }
 
 /// The platform itself, as the actor of vehicle commands it issues (releases on expiry).
@@ -121,6 +123,25 @@ impl BookingService {
             signal,
             clock,
             policy,
+            updates: None,
+        }
+    }
+
+    /// Tells `publisher` about every change (real-time updates to the guest and the host).
+    pub fn with_updates(mut self, publisher: Arc<dyn UpdatePublisher>) -> BookingService {
+        self.updates = Some(publisher);
+        self
+    }
+
+    fn announce(&self, outcome: &BookingOutcome) {
+        let Some(publisher) = &self.updates else {
+            return;
+        };
+        let position = outcome.cursor.map(|c| c.to_string());
+        for event in &outcome.events {
+            if let Some(update) = BookingUpdate::of(&outcome.booking, event, position.clone()) {
+                publisher.publish(update);
+            }
         }
     }
 
@@ -314,6 +335,9 @@ impl BookingService {
                 other => break other,
             }
         };
+        if let Ok(done) = &result {
+            self.announce(done);
+        }
         let outcome = match &result {
             Ok(_) => "ok",
             Err(BookingServiceError::Booking(_)) | Err(BookingServiceError::VehicleNotFound) => {

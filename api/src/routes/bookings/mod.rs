@@ -21,5 +21,6 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(commands::reject)
         .service(commands::cancel)
         .service(commands::start)
-        .service(commands::complete);
+        .service(commands::complete)
+        .service(crate::realtime::ws);
 }

@@ -1,0 +1,240 @@
+//! Real-time booking updates over WebSocket, fanned out across API instances by Redis pub/sub.
+//!
+//! A booking command that commits publishes a [`BookingUpdate`] on the Redis channel
+//! `<REDIS_KEY_PREFIX>booking-updates`. Every API instance subscribes to that channel and
+//! forwards each update to the WebSocket sessions of the booking's guest and host connected to
+//! it. Delivery is best effort (a client that was offline re-reads `GET /v1/bookings`); the
+//! authoritative state is always the read model.
+
+use crate::auth::Authenticator;
+use crate::error::{ApiError, ErrorCode};
+use crate::redis_client::RedisHandle;
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use carshare_commands::bookings::{BookingUpdate, UpdatePublisher};
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// The channel name, after the key prefix.
+const CHANNEL: &str = "booking-updates";
+
+/// Publishes updates with `PUBLISH` (spawned, so the command never waits for Redis).
+pub struct RedisUpdates {
+    redis: Arc<RedisHandle>,
+}
+
+impl RedisUpdates {
+    /// A publisher over `redis`.
+    pub fn new(redis: Arc<RedisHandle>) -> RedisUpdates {
+        RedisUpdates { redis }
+    }
+}
+
+impl UpdatePublisher for RedisUpdates {
+    fn publish(&self, update: BookingUpdate) {
+        let redis = self.redis.clone();
+        tokio::spawn(async move {
+            let Ok(payload) = serde_json::to_string(&update) else {
+                return;
+            };
+            let mut cmd = redis::cmd("PUBLISH");
+            cmd.arg(redis.key(CHANNEL)).arg(payload);
+            if let Err(e) = redis.run::<i64>(&cmd).await {
+                tracing::warn!(error = %e, booking_id = %update.booking_id, "booking update not published");
+            }
+        });
+    }
+}
+
+/// One WebSocket session's outbox, with the session's number.
+type Outbox = (u64, mpsc::UnboundedSender<String>);
+
+/// The WebSocket sessions of this instance, by user.
+#[derive(Clone, Default)]
+pub struct Hub {
+    sessions: Arc<Mutex<HashMap<Uuid, Vec<Outbox>>>>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Hub {
+    fn join(&self, user: Uuid) -> (u64, mpsc::UnboundedReceiver<String>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut map) = self.sessions.lock() {
+            map.entry(user).or_default().push((id, tx));
+        }
+        (id, rx)
+    }
+
+    fn leave(&self, user: Uuid, id: u64) {
+        if let Ok(mut map) = self.sessions.lock() {
+            if let Some(list) = map.get_mut(&user) {
+                list.retain(|(i, _)| *i != id);
+                if list.is_empty() {
+                    map.remove(&user);
+                }
+            }
+        }
+    }
+
+    /// Sends `text` to every session of `user` here.
+    fn send(&self, user: Uuid, text: &str) {
+        if let Ok(map) = self.sessions.lock() {
+            for (_, tx) in map.get(&user).into_iter().flatten() {
+                let _ = tx.send(text.to_string());
+            }
+        }
+    }
+
+    /// Forwards one update to its guest and host.
+    fn deliver(&self, update: &BookingUpdate, text: &str) {
+        self.send(update.guest_id, text);
+        if update.host_id != update.guest_id {
+            self.send(update.host_id, text);
+        }
+    }
+
+    /// Number of open sessions (for metrics and tests).
+    pub fn sessions(&self) -> usize {
+        self.sessions
+            .lock()
+            .map(|m| m.values().map(Vec::len).sum())
+            .unwrap_or(0)
+    }
+
+    /// Subscribes to the channel and forwards updates until `shutdown`, reconnecting after
+    /// Redis outages.
+    pub async fn run(self, redis: Arc<RedisHandle>, shutdown: CancellationToken) {
+        let channel = redis.key(CHANNEL);
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            match redis.pubsub().await {
+                Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+                    Ok(()) => {
+                        backoff = Duration::from_millis(200);
+                        tracing::info!(%channel, "subscribed to booking updates");
+                        let mut messages = pubsub.on_message();
+                        loop {
+                            tokio::select! {
+                                _ = shutdown.cancelled() => return,
+                                message = messages.next() => match message {
+                                    Some(message) => {
+                                        let text: String = match message.get_payload() {
+                                            Ok(text) => text,
+                                            Err(_) => continue,
+                                        };
+                                        match serde_json::from_str::<BookingUpdate>(&text) {
+                                            Ok(update) => self.deliver(&update, &text),
+                                            Err(e) => tracing::warn!(error = %e, "unreadable booking update"),
+                                        }
+                                    }
+                                    None => break,
+                                },
+                            }
+                        }
+                        tracing::warn!("booking update subscription ended; reconnecting");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot subscribe to booking updates"),
+                },
+                Err(e) => tracing::warn!(error = %e, "cannot connect for booking updates"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+}
+
+/// The access token of a WebSocket handshake: the `Authorization: Bearer` header, or the
+/// `access_token` query parameter (browsers cannot set headers on WebSocket requests).
+fn handshake_token(req: &HttpRequest) -> Option<String> {
+    if let Some(value) = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+    {
+        let (scheme, token) = value.trim().split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_string());
+    }
+    form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "access_token")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Real-time updates of the caller's bookings (as guest and as host). Authenticate with
+/// `Authorization: Bearer <token>` or `?access_token=<token>`. Each message is a JSON
+/// `booking.updated` object: `{type, booking_id, vehicle_id, guest_id, host_id, status, event,
+/// at, position}`. The first message is `{"type": "ready", "user_id": …}`.
+#[utoipa::path(
+    tag = "bookings",
+    params(("access_token" = Option<String>, Query, description = "Access token, when no Authorization header can be sent")),
+    responses(
+        (status = 101, description = "Switching to WebSocket"),
+        (status = 401, description = "No, bad, expired or revoked token", body = crate::error::ErrorResponse),
+        (status = 503, body = crate::error::ErrorResponse)
+    )
+)]
+#[get("/ws")]
+pub async fn ws(
+    req: HttpRequest,
+    body: web::Payload,
+    auth: web::Data<Authenticator>,
+    hub: web::Data<Hub>,
+) -> Result<HttpResponse, ApiError> {
+    let token = handshake_token(&req).ok_or_else(|| ApiError::new(ErrorCode::AUTH001))?;
+    let claims = auth.keys.verify(&token).map_err(|e| match e {
+        crate::auth::TokenError::Expired => ApiError::new(ErrorCode::AUTH003),
+        crate::auth::TokenError::Invalid => ApiError::new(ErrorCode::AUTH002),
+    })?;
+    if auth
+        .revocations
+        .is_revoked(&claims)
+        .await
+        .map_err(ApiError::unavailable)?
+    {
+        return Err(ApiError::new(ErrorCode::AUTH004));
+    }
+    let (response, mut session, mut stream) =
+        actix_ws::handle(&req, body).map_err(|_| ApiError::new(ErrorCode::REQ002))?;
+    let user = claims.sub;
+    let hub = hub.get_ref().clone();
+    let (id, mut outbox) = hub.join(user);
+    let expires_in = u64::try_from(claims.exp - chrono::Utc::now().timestamp()).unwrap_or(0);
+    actix_web::rt::spawn(async move {
+        let ready = serde_json::json!({"type": "ready", "user_id": user}).to_string();
+        let mut open = session.text(ready).await.is_ok();
+        // The session ends when the token does; the client reconnects with a fresh one.
+        let expiry = tokio::time::sleep(Duration::from_secs(expires_in));
+        tokio::pin!(expiry);
+        let mut heartbeat = tokio::time::interval(Duration::from_secs(30));
+        while open {
+            tokio::select! {
+                _ = &mut expiry => break,
+                _ = heartbeat.tick() => open = session.ping(b"").await.is_ok(),
+                outgoing = outbox.recv() => match outgoing {
+                    Some(text) => open = session.text(text).await.is_ok(),
+                    None => break,
+                },
+                incoming = stream.recv() => match incoming {
+                    Some(Ok(actix_ws::Message::Ping(bytes))) => open = session.pong(&bytes).await.is_ok(),
+                    Some(Ok(actix_ws::Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+        hub.leave(user, id);
+        let _ = session.close(None).await;
+    });
+    Ok(response)
+}

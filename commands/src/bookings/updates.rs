@@ -1,0 +1,56 @@
+//! Real-time updates: what a booking's guest and host are told when it changes.
+
+use carshare_domain::booking::{Booking, BookingEvent};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A booking changed. Sent to its guest and its host; the authoritative state stays
+/// `GET /v1/bookings/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BookingUpdate {
+    /// Always `booking.updated`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The booking.
+    pub booking_id: Uuid,
+    /// Its vehicle.
+    pub vehicle_id: Uuid,
+    /// The guest.
+    pub guest_id: Uuid,
+    /// The car's host.
+    pub host_id: Uuid,
+    /// Status after the change.
+    pub status: String,
+    /// The event that changed it, e.g. `BookingApproved`.
+    pub event: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Stream position of the change (use as `min_position` to read it).
+    pub position: Option<String>,
+}
+
+impl BookingUpdate {
+    /// The update for `event`, applied to `booking` (its state after the event).
+    pub fn of(booking: &Booking, event: &BookingEvent, position: Option<String>) -> Option<Self> {
+        let state = booking.state.as_ref()?;
+        Some(BookingUpdate {
+            kind: "booking.updated".into(),
+            booking_id: state.id,
+            vehicle_id: state.vehicle_id,
+            guest_id: state.guest_id,
+            host_id: state.host_id,
+            status: state.status.as_str().into(),
+            event: event.name().into(),
+            at: event.at(),
+            position,
+        })
+    }
+}
+
+/// Where updates go (e.g. Redis pub/sub, fanned out to every API instance's WebSockets).
+/// Publishing must not block the command: implementations hand the update off and return.
+pub trait UpdatePublisher: Send + Sync {
+    /// Sends `update` on its way; delivery is best effort (at most once).
+    fn publish(&self, update: BookingUpdate);
+}

@@ -1,0 +1,147 @@
+//! Real-time booking updates: WebSocket sessions on one API instance receive the changes made
+//! through another, fanned out by Redis pub/sub.
+
+use carshare_domain::Role;
+use carshare_tests::{json, vehicle_body, AppOptions, TestApp};
+use chrono::{Duration, DurationRound, Utc};
+use futures::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::Duration as StdDuration;
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(app: &TestApp, token: &str) -> Socket {
+    let url = format!(
+        "{}/v1/ws?access_token={token}",
+        app.base.replace("http://", "ws://")
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("handshake");
+    let ready = next_json(&mut socket, StdDuration::from_secs(2))
+        .await
+        .expect("ready message");
+    assert_eq!(ready["type"], "ready");
+    socket
+}
+
+/// The next JSON text message within `timeout`, answering pings on the way.
+async fn next_json(socket: &mut Socket, timeout: StdDuration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .ok()??
+            .ok()?;
+        match message {
+            Message::Text(text) => return serde_json::from_str(&text).ok(),
+            Message::Ping(bytes) => {
+                let _ = socket.send(Message::Pong(bytes)).await;
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn participants_hear_of_booking_changes_made_on_another_instance() {
+    let a = TestApp::spawn().await;
+    let b = TestApp::spawn_with(AppOptions {
+        pool: Some(a.pool().clone()),
+        env: vec![("REDIS_KEY_PREFIX", a.redis_prefix.clone())],
+        ..AppOptions::default()
+    })
+    .await;
+    let (_, host) = a.user(Role::Host);
+    let (guest_id, guest) = a.user(Role::Guest);
+    let (_, stranger) = a.user(Role::Guest);
+    let vehicle = a
+        .register_vehicle(&host, &vehicle_body(37.5665, 126.9780))
+        .await;
+    let vehicle = vehicle["id"].as_str().unwrap();
+
+    let mut guest_socket = connect(&b, &guest).await;
+    let mut host_socket = connect(&a, &host).await;
+    let mut stranger_socket = connect(&b, &stranger).await;
+
+    let start = (Utc::now() + Duration::days(2))
+        .duration_trunc(Duration::hours(1))
+        .unwrap();
+    let (status, booking) = json(
+        a.post(
+            "/v1/bookings",
+            Some(&guest),
+            &json!({
+                "vehicle_id": vehicle,
+                "start_datetime": start.to_rfc3339(),
+                "end_datetime": (start + Duration::hours(3)).to_rfc3339(),
+            }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{booking}");
+    let id = booking["id"].as_str().unwrap();
+
+    // Within a second, on the other instance, the guest hears of the request; the host too.
+    for socket in [&mut guest_socket, &mut host_socket] {
+        let update = next_json(socket, StdDuration::from_secs(1))
+            .await
+            .expect("an update within a second");
+        assert_eq!(update["type"], "booking.updated");
+        assert_eq!(update["booking_id"], id);
+        assert_eq!(update["status"], "pending");
+        assert_eq!(update["event"], "BookingRequested");
+        assert_eq!(update["guest_id"], guest_id.to_string());
+    }
+    let (status, _) = json(
+        a.put(
+            &format!("/v1/bookings/{id}/approve"),
+            Some(&host),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let update = next_json(&mut guest_socket, StdDuration::from_secs(1))
+        .await
+        .expect("approval within a second");
+    assert_eq!(update["status"], "approved");
+    assert_eq!(update["event"], "BookingApproved");
+    assert!(update["position"].is_string());
+    let update = next_json(&mut host_socket, StdDuration::from_secs(1))
+        .await
+        .expect("approval within a second");
+    assert_eq!(update["status"], "approved");
+    // Nobody else hears anything.
+    assert!(
+        next_json(&mut stranger_socket, StdDuration::from_millis(500))
+            .await
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn the_socket_needs_a_valid_token() {
+    let app = TestApp::spawn().await;
+    let base = app.base.replace("http://", "ws://");
+    for url in [
+        format!("{base}/v1/ws"),
+        format!("{base}/v1/ws?access_token=not-a-token"),
+        format!(
+            "{base}/v1/ws?access_token={}",
+            app.expired_token(Role::Guest)
+        ),
+    ] {
+        match tokio_tungstenite::connect_async(url.clone()).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status().as_u16(), 401, "{url}");
+            }
+            other => panic!("{url}: expected a 401 refusal, got {other:?}"),
+        }
+    }
+}
