@@ -46,6 +46,62 @@ pub struct KakaoConfig {
     pub rest_api_key: SecretString,
 }
 
+/// Where uploaded images (booking photos, vehicle images) are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageSettings {
+    /// A local directory (`STORAGE_BACKEND=local`, the default; `STORAGE_DIR`, default
+    /// `data/uploads`).
+    Local(std::path::PathBuf),
+    /// An S3 bucket (`STORAGE_BACKEND=s3`, `S3_BUCKET` required, `S3_ENDPOINT` for an
+    /// S3-compatible store; credentials and region from the standard `AWS_*` variables).
+    S3 {
+        /// Bucket.
+        bucket: String,
+        /// Endpoint of an S3-compatible store.
+        endpoint: Option<String>,
+    },
+}
+
+impl StorageSettings {
+    /// Reads `STORAGE_BACKEND`, `STORAGE_DIR`, `S3_BUCKET`, `S3_ENDPOINT`.
+    pub fn from_source(src: &dyn Source) -> Result<StorageSettings, ConfigError> {
+        match src.get("STORAGE_BACKEND").as_deref().map(str::trim) {
+            None | Some("local") => Ok(StorageSettings::Local(
+                src.get("STORAGE_DIR")
+                    .unwrap_or_else(|| "data/uploads".into())
+                    .into(),
+            )),
+            Some("s3") => {
+                let bucket = src
+                    .get("S3_BUCKET")
+                    .filter(|b| !b.trim().is_empty())
+                    .ok_or(ConfigError::Missing("S3_BUCKET"))?;
+                Ok(StorageSettings::S3 {
+                    bucket,
+                    endpoint: src.get("S3_ENDPOINT"),
+                })
+            }
+            Some(other) => Err(ConfigError::Invalid {
+                var: "STORAGE_BACKEND",
+                reason: format!("`{other}` is neither `local` nor `s3`"),
+            }),
+        }
+    }
+
+    /// Opens the store.
+    pub fn open(
+        &self,
+    ) -> Result<carshare_commands::storage::ImageStore, carshare_commands::storage::StorageError>
+    {
+        match self {
+            StorageSettings::Local(dir) => carshare_commands::storage::ImageStore::local(dir),
+            StorageSettings::S3 { bucket, endpoint } => {
+                carshare_commands::storage::ImageStore::s3(bucket, endpoint.as_deref())
+            }
+        }
+    }
+}
+
 /// Booking rules and the expiry sweeper (read by `serve` and `project`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BookingSettings {
@@ -168,6 +224,8 @@ pub struct Settings {
     pub max_json_body_bytes: usize,
     /// Booking rules and the expiry sweeper.
     pub booking: BookingSettings,
+    /// Where uploaded images go.
+    pub storage: StorageSettings,
     /// Log format (`LOG_FORMAT`: `json` (default) or `pretty`).
     pub log_format: LogFormat,
     /// Log filter (`RUST_LOG`, default `info`).
@@ -553,6 +611,7 @@ impl Settings {
             read_your_writes_timeout: millis(src, "READ_YOUR_WRITES_TIMEOUT_MS", 3_000)?,
             max_json_body_bytes: parsed(src, "MAX_JSON_BODY_BYTES", 64 * 1024)?,
             booking: BookingSettings::from_source(src)?,
+            storage: StorageSettings::from_source(src)?,
             log_format,
             log_filter: src.get("RUST_LOG").unwrap_or_else(|| "info".into()),
         };
@@ -656,6 +715,7 @@ mod tests {
             ("BOOKING_BUFFER_MINUTES", "2000"),
             ("BOOKING_RESPONSE_HOURS", "0"),
             ("BOOKING_EXPIRY_INTERVAL_MS", "10"),
+            ("STORAGE_BACKEND", "ftp"),
         ] {
             let mut env = base();
             env.insert(var.into(), value.into());

@@ -109,6 +109,14 @@ pub enum ErrorCode {
     BOOKING011,
     /// 409 — photos of this kind are not taken at this point of the booking.
     BOOKING012,
+    /// 413 — an uploaded file is larger than 10 MB.
+    UPLOAD001,
+    /// 415 — an uploaded file is not a JPEG, PNG, HEIC or WebP image (judged by content).
+    UPLOAD002,
+    /// 422 — the upload form is invalid (see `details`).
+    UPLOAD003,
+    /// 503 — image storage is unavailable.
+    UPLOAD004,
     /// 422 — no coordinates were given and address geocoding is not configured.
     GEO001,
     /// 422 — the address could not be found.
@@ -129,11 +137,10 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             REQ001 | REQ005 | REQ006 => StatusCode::BAD_REQUEST,
-            REQ002 | VEHICLE006 | GEO001 | GEO002 | ACCOUNT002 | CORP003 | IDEM001 | BOOKING003 => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
-            REQ003 => StatusCode::PAYLOAD_TOO_LARGE,
-            REQ004 => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            REQ002 | VEHICLE006 | GEO001 | GEO002 | ACCOUNT002 | CORP003 | IDEM001 | BOOKING003
+            | UPLOAD003 => StatusCode::UNPROCESSABLE_ENTITY,
+            REQ003 | UPLOAD001 => StatusCode::PAYLOAD_TOO_LARGE,
+            REQ004 | UPLOAD002 => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             REQ007 | VEHICLE001 | ACCOUNT003 | CORP004 | BOOKING001 => StatusCode::NOT_FOUND,
             REQ008 => StatusCode::METHOD_NOT_ALLOWED,
             AUTH001 | AUTH002 | AUTH003 | AUTH004 | AUTH006 | AUTH007 | AUTH008 => {
@@ -146,7 +153,7 @@ impl ErrorCode {
             | CORP002 | IDEM002 | BOOKING002 | BOOKING004 | BOOKING008 | BOOKING009
             | BOOKING010 | BOOKING011 | BOOKING012 => StatusCode::CONFLICT,
             RATE001 => StatusCode::TOO_MANY_REQUESTS,
-            GEO003 | SYS002 => StatusCode::SERVICE_UNAVAILABLE,
+            GEO003 | SYS002 | UPLOAD004 => StatusCode::SERVICE_UNAVAILABLE,
             SYS003 => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -202,6 +209,10 @@ impl ErrorCode {
             BOOKING010 => ("예약 요청에 응답할 수 있는 시간이 지났습니다.", "The time to answer this request is over."),
             BOOKING011 => ("픽업은 예약 시작 30분 전부터 종료 시각 전까지 가능합니다.", "Pickup is possible from 30 minutes before the start until the end."),
             BOOKING012 => ("지금은 이 종류의 사진을 올릴 수 없습니다.", "Photos of this kind are not taken at this point of the booking."),
+            UPLOAD001 => ("파일은 10MB 이하여야 합니다.", "Each file must be at most 10 MB."),
+            UPLOAD002 => ("JPEG, PNG, HEIC, WebP 이미지만 올릴 수 있습니다.", "Only JPEG, PNG, HEIC and WebP images are accepted."),
+            UPLOAD003 => ("업로드 양식이 올바르지 않습니다.", "The upload form is invalid."),
+            UPLOAD004 => ("이미지 저장소를 일시적으로 사용할 수 없습니다.", "Image storage is temporarily unavailable."),
             GEO001 => ("좌표(location_lat, location_lng)를 함께 보내 주세요. 주소 변환이 설정되어 있지 않습니다.", "Send location_lat and location_lng: address geocoding is not configured."),
             GEO002 => ("주소를 찾을 수 없습니다.", "The address could not be found."),
             GEO003 => ("주소 변환 서비스를 일시적으로 사용할 수 없습니다. 잠시 후 다시 시도해 주세요.", "The geocoding service is unavailable; try again shortly."),
@@ -212,7 +223,7 @@ impl ErrorCode {
     }
 
     /// Every code, for the catalogue.
-    pub const ALL: [ErrorCode; 53] = {
+    pub const ALL: [ErrorCode; 57] = {
         use ErrorCode::*;
         [
             REQ001, REQ002, REQ003, REQ004, REQ005, REQ006, REQ007, REQ008, AUTH001, AUTH002,
@@ -220,8 +231,8 @@ impl ErrorCode {
             ACCOUNT003, ACCOUNT004, CORP001, CORP002, CORP003, CORP004, CORP005, VEHICLE001,
             VEHICLE002, VEHICLE003, VEHICLE004, VEHICLE005, VEHICLE006, VEHICLE007, BOOKING001,
             BOOKING002, BOOKING003, BOOKING004, BOOKING005, BOOKING006, BOOKING007, BOOKING008,
-            BOOKING009, BOOKING010, BOOKING011, BOOKING012, GEO001, GEO002, GEO003, RATE001,
-            IDEM001, IDEM002, SYS001, SYS002, SYS003,
+            BOOKING009, BOOKING010, BOOKING011, BOOKING012, UPLOAD001, UPLOAD002, UPLOAD003,
+            UPLOAD004, GEO001, GEO002, GEO003, RATE001, IDEM001, IDEM002, SYS001, SYS002, SYS003,
         ]
     };
 }

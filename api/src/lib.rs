@@ -15,6 +15,7 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod upload;
 
 pub use config::Settings;
 pub use startup::Application;

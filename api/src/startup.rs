@@ -263,6 +263,10 @@ impl Application {
             )
             .with_updates(Arc::new(RedisUpdates::new(redis.clone()))),
         );
+        let images = settings
+            .storage
+            .open()
+            .context("opening image storage (STORAGE_BACKEND, STORAGE_DIR, S3_BUCKET)")?;
         let hub = Hub::default();
         workers.push(tokio::spawn(
             hub.clone().run(redis.clone(), shutdown.child_token()),
@@ -280,6 +284,7 @@ impl Application {
             redis: redis.clone(),
             accounts,
             bookings,
+            images,
             tokens: tokens.clone(),
             revocations: revocations.clone(),
             vehicles: Arc::new(VehicleService::new(pool.clone(), signal, geocoder, clock)),

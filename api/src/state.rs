@@ -23,6 +23,8 @@ pub struct AppState {
     pub vehicles: Arc<VehicleService>,
     /// Booking commands.
     pub bookings: Arc<BookingService>,
+    /// Uploaded images.
+    pub images: carshare_commands::storage::ImageStore,
     /// Accounts and sessions.
     pub accounts: Arc<AccountService>,
     /// Access-token signing.

@@ -26,9 +26,11 @@ impl Clock for SystemClock {
 pub struct ManualClock(std::sync::Arc<std::sync::Mutex<DateTime<Utc>>>);
 
 impl ManualClock {
-    /// A clock showing `at`.
+    /// A clock showing `at`, to the microsecond (as [`SystemClock`], and as Postgres keeps it).
     pub fn at(at: DateTime<Utc>) -> ManualClock {
-        ManualClock(std::sync::Arc::new(std::sync::Mutex::new(at)))
+        ManualClock(std::sync::Arc::new(std::sync::Mutex::new(
+            at.trunc_subsecs(6),
+        )))
     }
 
     /// Moves the clock by `by`.
@@ -41,7 +43,7 @@ impl ManualClock {
     /// Sets the clock to `at`.
     pub fn set(&self, at: DateTime<Utc>) {
         if let Ok(mut now) = self.0.lock() {
-            *now = at;
+            *now = at.trunc_subsecs(6);
         }
     }
 }

@@ -639,3 +639,237 @@ async fn unanswered_requests_expire_at_their_deadline_and_free_the_car() {
     assert_eq!(body["status"], "expired");
     assert_eq!(body["expiry_reason"], "host_did_not_respond");
 }
+
+fn jpeg(len: usize) -> Vec<u8> {
+    let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    bytes.resize(len.max(4), 0x42);
+    bytes
+}
+
+fn form(kind: Option<&str>, files: Vec<(&str, Vec<u8>)>) -> reqwest::multipart::Form {
+    let mut form = reqwest::multipart::Form::new();
+    if let Some(kind) = kind {
+        form = form.text("kind", kind.to_string());
+    }
+    for (name, bytes) in files {
+        form = form.part(
+            "files",
+            reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()),
+        );
+    }
+    form
+}
+
+async fn upload(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    form: reqwest::multipart::Form,
+) -> (StatusCode, Value) {
+    json(
+        app.http
+            .post(format!("{}{path}", app.base))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+fn stored_files(dir: &std::path::Path) -> usize {
+    fn walk(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| {
+                        if e.path().is_dir() {
+                            walk(&e.path())
+                        } else {
+                            1
+                        }
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    walk(dir)
+}
+
+#[tokio::test]
+async fn photos_are_checked_by_content_stored_and_recorded_around_their_step() {
+    let dir = std::env::temp_dir().join(format!("carshare-uploads-{}", Uuid::new_v4()));
+    let app = TestApp::spawn_with(carshare_tests::AppOptions {
+        env: vec![("STORAGE_DIR", dir.display().to_string())],
+        ..Default::default()
+    })
+    .await;
+    let (_, host) = app.user(Role::Host);
+    let (_, guest) = app.user(Role::Guest);
+    let (_, stranger) = app.user(Role::Guest);
+    let vehicle = app
+        .register_vehicle(&host, &vehicle_body(37.5665, 126.9780))
+        .await;
+    let vehicle = vehicle["id"].as_str().unwrap().to_string();
+    let start = slot(Duration::zero());
+    let (_, booking) = json(
+        app.post(
+            "/v1/bookings",
+            Some(&guest),
+            &booking_body(&vehicle, start, start + Duration::hours(1)),
+        )
+        .await,
+    )
+    .await;
+    let id = booking["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/bookings/{id}/photos");
+
+    // Before approval no photos are expected; nothing is stored.
+    let (status, body) = upload(
+        &app,
+        &path,
+        &guest,
+        form(Some("pickup"), vec![("a.jpg", jpeg(100))]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_error(&body, "BOOKING012");
+    let (status, _) = json(
+        app.put(
+            &format!("/v1/bookings/{id}/approve"),
+            Some(&host),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Content, not names, decides what an image is.
+    let (status, body) = upload(
+        &app,
+        &path,
+        &guest,
+        form(
+            Some("pickup"),
+            vec![
+                ("a.jpg", jpeg(64)),
+                ("b.jpg", b"GIF89a not allowed".to_vec()),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    assert_eq!(
+        assert_error(&body, "UPLOAD002")["details"][0]["field"],
+        "files[1]"
+    );
+    let (status, body) = upload(
+        &app,
+        &path,
+        &guest,
+        form(
+            Some("pickup"),
+            vec![("big.jpg", jpeg(10 * 1024 * 1024 + 1))],
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_error(&body, "UPLOAD001");
+    let eleven: Vec<(&str, Vec<u8>)> = (0..11)
+        .map(|_| ("x.png", b"\x89PNG\r\n\x1a\n0000".to_vec()))
+        .collect();
+    let (status, body) = upload(&app, &path, &guest, form(Some("pickup"), eleven)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_error(&body, "UPLOAD003");
+    let (status, body) = upload(
+        &app,
+        &path,
+        &guest,
+        form(Some("sideways"), vec![("a.jpg", jpeg(64))]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        assert_error(&body, "UPLOAD003")["details"][0]["field"],
+        "kind"
+    );
+    let (status, body) = upload(
+        &app,
+        &path,
+        &stranger,
+        form(Some("pickup"), vec![("a.jpg", jpeg(64))]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_error(&body, "BOOKING005");
+    assert_eq!(stored_files(&dir), 0, "refused uploads store nothing");
+
+    // The guest documents the pickup: stored, and the keys recorded on the booking.
+    let webp = b"RIFF\x20\0\0\0WEBPVP8 payload".to_vec();
+    let (status, body) = upload(
+        &app,
+        &path,
+        &guest,
+        form(
+            Some("pickup"),
+            vec![("front.jpg", jpeg(2048)), ("side", webp)],
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let keys: Vec<String> = body["pickup_photos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(keys.len(), 2);
+    assert!(
+        keys[0].starts_with(&format!("bookings/{id}/pickup/")) && keys[0].ends_with(".jpg"),
+        "{keys:?}"
+    );
+    assert!(keys[1].ends_with(".webp"), "{keys:?}");
+    assert_eq!(std::fs::read(dir.join(&keys[0])).unwrap(), jpeg(2048));
+    assert_eq!(stored_files(&dir), 2);
+    // Return photos wait for the trip.
+    let (status, body) = upload(
+        &app,
+        &path,
+        &host,
+        form(Some("return"), vec![("a.jpg", jpeg(64))]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_error(&body, "BOOKING012");
+
+    // Vehicle images take the same path: the host uploads, a guest may not.
+    let images = format!("/v1/vehicles/{vehicle}/images");
+    let (status, body) = upload(&app, &images, &guest, form(None, vec![("a.jpg", jpeg(64))])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_error(&body, "VEHICLE004");
+    let (status, body) = upload(
+        &app,
+        &images,
+        &host,
+        form(None, vec![("car.png", b"\x89PNG\r\n\x1a\n0000".to_vec())]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let key = body["images"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        key.starts_with(&format!("vehicles/{vehicle}/")) && key.ends_with(".png"),
+        "{body}"
+    );
+    assert!(dir.join(&key).is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+}

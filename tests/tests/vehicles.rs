@@ -1285,6 +1285,8 @@ async fn the_openapi_document_covers_every_route_and_error() {
         "POST /v1/bookings/{id}/start",
         "POST /v1/bookings/{id}/complete",
         "GET /v1/ws",
+        "POST /v1/bookings/{id}/photos",
+        "POST /v1/vehicles/{id}/images",
     ]
     .into_iter()
     .map(String::from)

@@ -124,7 +124,14 @@ pub async fn guard(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    if req.method() != Method::POST {
+    // Uploads (multipart) are not replayed: each stores new objects under fresh keys, and
+    // their bodies are far larger than what is kept for a replay.
+    let multipart = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/"));
+    if req.method() != Method::POST || multipart {
         return next
             .call(req)
             .await

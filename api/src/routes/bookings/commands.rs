@@ -10,7 +10,7 @@ use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{post, put, web, HttpRequest, HttpResponse};
 use carshare_commands::bookings::{BookingOutcome, RequestBooking};
-use carshare_domain::booking::BookingAction;
+use carshare_domain::booking::{BookingAction, BookingCommand, PhotoKind};
 use uuid::Uuid;
 
 /// Answers a command with the booking after it.
@@ -253,4 +253,93 @@ pub async fn complete(
         BookingAction::Complete,
     )
     .await
+}
+
+/// Photos of the car at pickup or return (`multipart/form-data`: `kind` = `pickup` or
+/// `return`, and 1 to 10 `files`, each at most 10 MB, JPEG/PNG/HEIC/WebP by content). By the
+/// booking's guest or host, around the matching step: pickup photos from 30 minutes before the
+/// start while approved, or during the trip; return photos during the trip or up to an hour
+/// after the return. At most 10 of each kind per booking. The images are stored first, then the
+/// event records their keys; a refused command removes them again.
+#[utoipa::path(
+    tag = "bookings",
+    params(("id" = Uuid, Path, description = "Booking id")),
+    request_body(content_type = "multipart/form-data", description = "`kind` and `files`"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = BookingResponse),
+        (status = 401, body = ErrorResponse),
+        (status = 403, description = "Not the booking's guest or host", body = ErrorResponse),
+        (status = 404, body = ErrorResponse),
+        (status = 409, description = "Not the moment for this kind of photo", body = ErrorResponse),
+        (status = 413, description = "A file over 10 MB", body = ErrorResponse),
+        (status = 415, description = "Not an image", body = ErrorResponse),
+        (status = 422, description = "Invalid form", body = ErrorResponse),
+        (status = 503, body = ErrorResponse)
+    )
+)]
+#[post("/bookings/{id}/photos")]
+pub async fn photos(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<Uuid>,
+    form: actix_multipart::Multipart,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let upload = crate::upload::read_images(form, &["kind"]).await?;
+    let kind = match upload.fields.get("kind").map(String::as_str) {
+        Some("pickup") => PhotoKind::Pickup,
+        Some("return") => PhotoKind::Return,
+        _ => {
+            return Err(ApiError::with_details(
+                ErrorCode::UPLOAD003,
+                vec![crate::error::FieldIssue::new(
+                    "kind",
+                    "invalid_value",
+                    "kind는 pickup 또는 return 이어야 합니다.",
+                    "kind must be `pickup` or `return`.",
+                )],
+            ))
+        }
+    };
+    // Refuse before storing anything: the same decision the command will make.
+    let booking = state.bookings.load(id).await?;
+    let placeholders: Vec<String> = (0..upload.files.len())
+        .map(|i| format!("pending-{i}"))
+        .collect();
+    booking.decide(BookingCommand {
+        actor: Some(user.actor()),
+        at: state.bookings.now(),
+        action: BookingAction::AddPhotos {
+            kind,
+            keys: placeholders,
+        },
+    })?;
+    let keys = crate::upload::store_all(
+        &state.images,
+        &format!("bookings/{id}/{}", kind.as_str()),
+        upload.files,
+    )
+    .await?;
+    let meta = command_metadata(&req, &user, "AddBookingPhotos")?;
+    match state
+        .bookings
+        .execute(
+            Some(user.actor()),
+            id,
+            BookingAction::AddPhotos {
+                kind,
+                keys: keys.clone(),
+            },
+            &meta,
+        )
+        .await
+    {
+        Ok(done) => respond(&state, done, StatusCode::OK).await,
+        Err(e) => {
+            crate::upload::remove_all(&state.images, &keys).await;
+            Err(e.into())
+        }
+    }
 }

@@ -22,5 +22,6 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(commands::cancel)
         .service(commands::start)
         .service(commands::complete)
+        .service(commands::photos)
         .service(crate::realtime::ws);
 }

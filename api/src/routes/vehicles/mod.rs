@@ -6,6 +6,7 @@ mod delete;
 pub mod dto;
 mod get;
 mod host_list;
+mod images;
 mod search;
 mod update;
 
@@ -24,7 +25,8 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(get::get)
         .service(update::update)
         .service(delete::delete)
-        .service(availability::set_availability);
+        .service(availability::set_availability)
+        .service(images::upload_images);
 }
 
 /// The vehicle's state after a command, or 404 if it has none (never happens after success).
