@@ -93,3 +93,35 @@ pub fn plate(i: usize, run: u32) -> String {
         (i % 10) * 1000 + (i / 100_000) % 1000
     )
 }
+
+/// The JWT secret the benchmarks give the API process they start.
+pub const SECRET: &str = "benchmark-secret-benchmark-secret-0123";
+
+/// An API process started by a benchmark; stopped (SIGTERM) when dropped.
+pub struct Server {
+    /// The process.
+    pub child: std::process::Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `GET {base}/ready` answers 200 (up to 20 s).
+pub async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        if let Ok(res) = http.get(format!("{base}/ready")).send().await {
+            if res.status().is_success() {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the API did not become ready")
+}

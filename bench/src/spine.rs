@@ -10,7 +10,7 @@
 
 use anyhow::{bail, Context, Result};
 use carshare_api::auth::TokenKeys;
-use carshare_bench::{location, machine, millis, plate, rss_kib};
+use carshare_bench::{location, machine, millis, plate, rss_kib, wait_ready, Server, SECRET};
 use carshare_domain::Role;
 use carshare_event_store::{StreamCursor, MIGRATOR};
 use carshare_projections::rebuild::{self, RebuildSettings};
@@ -24,14 +24,12 @@ use secrecy::SecretString;
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-
-const SECRET: &str = "benchmark-secret-benchmark-secret-0123";
 
 #[derive(Debug, Parser)]
 #[command(about = "Spine benchmark: command, projection, rebuild and search figures")]
@@ -66,32 +64,6 @@ struct Args {
     /// Keep the benchmark database afterwards.
     #[arg(long)]
     keep: bool,
-}
-
-struct Server {
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-async fn wait_ready(http: &reqwest::Client, base: &str) -> Result<()> {
-    for _ in 0..200 {
-        if let Ok(res) = http.get(format!("{base}/ready")).send().await {
-            if res.status().is_success() {
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("the API did not become ready")
 }
 
 async fn head(pool: &PgPool) -> Result<StreamCursor> {

@@ -1,0 +1,350 @@
+//! Booking benchmark: booking requests per second over HTTP (distinct cars) and their latency,
+//! beside a `pgbench` baseline of single-row inserts into an events-shaped table, measured in
+//! the same run on the same machine.
+//!
+//! ```sh
+//! cargo build --release -p carshare-api -p carshare-bench
+//! target/release/booking-bench
+//! ```
+
+use anyhow::{bail, Context, Result};
+use carshare_api::auth::TokenKeys;
+use carshare_bench::{location, machine, millis, plate, wait_ready, Server, SECRET};
+use carshare_domain::Role;
+use carshare_event_store::MIGRATOR;
+use chrono::{DurationRound, Utc};
+use clap::Parser;
+use futures::stream::{self, StreamExt};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use secrecy::SecretString;
+use serde_json::json;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+#[derive(Debug, Parser)]
+#[command(about = "Booking requests per second and latency, beside a pgbench insert baseline")]
+struct Args {
+    /// Concurrent clients (for both pgbench and the booking load).
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Seconds of each timed phase.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Cars to book (each booked for successive days, so concurrent requests never share one).
+    #[arg(long, default_value_t = 2_000)]
+    vehicles: usize,
+    /// Postgres server URL (without a database).
+    #[arg(long, default_value = "postgres://postgres:postgres@127.0.0.1:5432")]
+    postgres: String,
+    /// Redis URL.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis: String,
+    /// The `carshare` binary to run as the API process.
+    #[arg(long, default_value = "target/release/carshare")]
+    binary: String,
+    /// Port of the API process.
+    #[arg(long, default_value_t = 3918)]
+    port: u16,
+    /// Keep the benchmark database afterwards.
+    #[arg(long)]
+    keep: bool,
+}
+
+/// `pgbench` with `clients` clients for `seconds`, one `INSERT` of an events-shaped row per
+/// transaction; returns transactions per second.
+fn pgbench(db_url: &str, clients: usize, seconds: u64) -> Result<f64> {
+    let script = std::env::temp_dir().join(format!("carshare-pgbench-{}.sql", Uuid::new_v4()));
+    std::fs::write(
+        &script,
+        "INSERT INTO bench_events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         VALUES ('Booking', gen_random_uuid()::text, 1, 'BookingRequested', '1.0', \
+         '{\"BookingRequested\": {\"total_amount\": 54000, \"guest_message\": \"출장\"}}', \
+         '{\"correlation_id\": \"bench\", \"actor_role\": \"guest\"}');\n",
+    )?;
+    let out = Command::new("pgbench")
+        .args([
+            "-n",
+            "-c",
+            &clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &seconds.to_string(),
+            "-f",
+        ])
+        .arg(&script)
+        .arg(db_url)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running pgbench (Debian: postgresql-contrib or postgresql-client)")?;
+    let _ = std::fs::remove_file(&script);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("tps = ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+        })
+        .with_context(|| format!("no tps in pgbench output:\n{text}"))
+}
+
+/// Booking requests from `clients` clients for `seconds`, at most `rate` per second (0 = as
+/// fast as they go). Returns (requests completed, elapsed seconds, latencies in ms).
+struct Load {
+    http: reqwest::Client,
+    base: String,
+    cars: Arc<Vec<String>>,
+    guests: Arc<Vec<String>>,
+    next: Arc<AtomicUsize>,
+    clients: usize,
+}
+
+async fn book(load: &Load, seconds: u64, rate: f64) -> Result<(usize, f64, Vec<f64>)> {
+    let Load {
+        http,
+        base,
+        cars,
+        guests,
+        next,
+        clients,
+    } = load;
+    let clients = *clients;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let day0 =
+        (Utc::now() + chrono::Duration::days(2)).duration_trunc(chrono::Duration::days(1))?;
+    let issued = Arc::new(AtomicUsize::new(0));
+    let results: Vec<Result<Vec<f64>>> = stream::iter(0..clients)
+        .map(|c| {
+            let http = http.clone();
+            let base = base.clone();
+            let cars = cars.clone();
+            let guests = guests.clone();
+            let next = next.clone();
+            let issued = issued.clone();
+            async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    if rate > 0.0 {
+                        // Open loop: request k is due at k / rate seconds.
+                        let k = issued.fetch_add(1, Ordering::Relaxed);
+                        let due = started + Duration::from_secs_f64(k as f64 / rate);
+                        if due >= deadline {
+                            break;
+                        }
+                        if due > now {
+                            tokio::time::sleep_until(due.into()).await;
+                        }
+                    }
+                    let j = next.fetch_add(1, Ordering::Relaxed);
+                    let car = &cars[j % cars.len()];
+                    let start = day0
+                        + chrono::Duration::days((j / cars.len()) as i64)
+                        + chrono::Duration::hours(1);
+                    let body = json!({
+                        "vehicle_id": car,
+                        "start_datetime": start.to_rfc3339(),
+                        "end_datetime": (start + chrono::Duration::hours(4)).to_rfc3339(),
+                        "guest_message": "벤치마크",
+                    });
+                    let t = Instant::now();
+                    let res = http
+                        .post(format!("{base}/v1/bookings"))
+                        .bearer_auth(&guests[c % guests.len()])
+                        .json(&body)
+                        .send()
+                        .await?;
+                    let status = res.status();
+                    if status != 201 {
+                        bail!(
+                            "booking answered {status}: {}",
+                            res.text().await.unwrap_or_default()
+                        );
+                    }
+                    let _ = res.bytes().await?;
+                    latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                Ok(latencies)
+            }
+        })
+        .buffer_unordered(clients)
+        .collect()
+        .await;
+    let elapsed = started.elapsed().as_secs_f64().min(seconds as f64 + 5.0);
+    let mut all = Vec::new();
+    for r in results {
+        all.extend(r?);
+    }
+    Ok((all.len(), elapsed, all))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let run: u32 = rand::random::<u32>() % 1000;
+    let db_name = format!("carshare_bench_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&format!("{}/postgres", args.postgres))
+        .await
+        .context("connecting to Postgres")?;
+    sqlx::query(&format!("CREATE DATABASE {db_name}"))
+        .execute(&mut admin)
+        .await?;
+    let db_url = format!("{}/{db_name}", args.postgres);
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&db_url)
+        .await?;
+    MIGRATOR.run(&pool).await?;
+    sqlx::query(
+        "CREATE TABLE bench_events (LIKE events INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS INCLUDING INDEXES)",
+    )
+    .execute(&pool)
+    .await?;
+
+    // ---- Baseline: the same machine's single-row durable inserts.
+    eprintln!("pgbench: {} clients, {} s", args.clients, args.seconds);
+    let tps = pgbench(&db_url, args.clients, args.seconds)?;
+
+    let base = format!("http://127.0.0.1:{}", args.port);
+    let _server = Server {
+        child: Command::new(&args.binary)
+            .arg("serve")
+            .env("DATABASE_URL", &db_url)
+            .env("REDIS_URL", &args.redis)
+            .env("REDIS_KEY_PREFIX", format!("bench:{run}:"))
+            .env("JWT_SECRET", SECRET)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", args.port.to_string())
+            .env("RUST_LOG", "warn")
+            .env("DATABASE_MAX_CONNECTIONS", "40")
+            .env("RATE_LIMIT_IP_PER_MINUTE", "100000000")
+            .env("RATE_LIMIT_USER_PER_HOUR", "100000000")
+            .env(
+                "STORAGE_DIR",
+                std::env::temp_dir().join("carshare-bench-uploads"),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting {} (cargo build --release -p carshare-api)",
+                    args.binary
+                )
+            })?,
+    };
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients * 2)
+        .build()?;
+    wait_ready(&http, &base).await?;
+
+    // ---- Cars, registered over HTTP.
+    let keys = TokenKeys::new(&SecretString::from(SECRET), Duration::from_secs(900));
+    let host = keys.issue(Uuid::new_v4(), Role::Host)?.0;
+    let guests: Vec<String> = (0..args.clients)
+        .map(|_| keys.issue(Uuid::new_v4(), Role::Guest).map(|t| t.0))
+        .collect::<std::result::Result<_, _>>()?;
+    eprintln!("registering {} cars", args.vehicles);
+    let cars: Vec<Result<String>> = stream::iter(0..args.vehicles)
+        .map(|i| {
+            let http = http.clone();
+            let base = base.clone();
+            let host = host.clone();
+            async move {
+                let (lat, lng) = location(&mut StdRng::seed_from_u64(i as u64));
+                let res = http
+                    .post(format!("{base}/v1/vehicles"))
+                    .bearer_auth(&host)
+                    .json(&json!({
+                        "license_plate": plate(i, run), "make": "현대", "model": "쏘나타",
+                        "year": 2023, "hourly_rate": 12_000, "location_address": "서울특별시",
+                        "location_lat": lat, "location_lng": lng,
+                    }))
+                    .send()
+                    .await?;
+                if res.status() != 201 {
+                    bail!("register answered {}", res.status());
+                }
+                let v: serde_json::Value = res.json().await?;
+                Ok(v["id"].as_str().unwrap_or_default().to_string())
+            }
+        })
+        .buffer_unordered(args.clients)
+        .collect()
+        .await;
+    let load = Load {
+        http: http.clone(),
+        base: base.clone(),
+        cars: Arc::new(cars.into_iter().collect::<Result<_>>()?),
+        guests: Arc::new(guests),
+        next: Arc::new(AtomicUsize::new(0)),
+        clients: args.clients,
+    };
+
+    // ---- Warm-up, then the closed-loop throughput run.
+    let _ = book(&load, 3, 0.0).await?;
+    eprintln!(
+        "bookings: {} clients, {} s, as fast as they go",
+        args.clients, args.seconds
+    );
+    let (n, secs, lat) = book(&load, args.seconds, 0.0).await?;
+    let rate = n as f64 / secs;
+    let (p50, _, p99, max) = millis(lat);
+    // ---- Half that rate, open loop, for latency.
+    let half = rate / 2.0;
+    eprintln!("bookings: {half:.0}/s for {} s", args.seconds);
+    let (n2, secs2, lat2) = book(&load, args.seconds, half).await?;
+    let (h50, _, h99, hmax) = millis(lat2);
+    let requested: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'BookingRequested'")
+            .fetch_one(&pool)
+            .await?;
+    let reserved: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'WindowReserved'")
+            .fetch_one(&pool)
+            .await?;
+
+    println!("### Booking benchmark");
+    println!(
+        "Machine: {}. API, Postgres, Redis and the load generator on the same machine.",
+        machine()
+    );
+    println!(
+        "Command: `target/release/booking-bench --clients {} --seconds {} --vehicles {}`",
+        args.clients, args.seconds, args.vehicles
+    );
+    println!("| measure | result | target |");
+    println!("|---|---|---|");
+    println!("| pgbench: single-row INSERT into an events-shaped table, one per transaction, {} clients | {tps:.0} tx/s | — |", args.clients);
+    println!(
+        "| `POST /v1/bookings` (distinct cars), {} clients, closed loop | **{rate:.0} bookings/s** ({n} in {secs:.1} s) = **{:.2} × pgbench**; p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms | ≥ 0.4 × pgbench |",
+        args.clients,
+        rate / tps
+    );
+    println!(
+        "| the same at half that rate ({:.0}/s asked, {:.0}/s done), open loop | p50 {h50:.1} ms, **p99 {h99:.1} ms**, max {hmax:.1} ms | p99 < 50 ms |",
+        half,
+        n2 as f64 / secs2
+    );
+    println!("| log check | {requested} BookingRequested, {reserved} WindowReserved | equal |");
+
+    drop(_server);
+    pool.close().await;
+    if !args.keep {
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await?;
+    }
+    Ok(())
+}
