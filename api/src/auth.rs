@@ -213,6 +213,26 @@ pub struct Authenticator {
     pub revocations: Arc<dyn RevocationCheck>,
 }
 
+impl Authenticator {
+    /// Verifies an access token (signature, expiry, issuer, type) and checks it was not
+    /// revoked: 401 `AUTH002`/`AUTH003`/`AUTH004`, or 503 when the denylist is unreachable.
+    pub async fn authenticate(&self, token: &str) -> Result<Claims, ApiError> {
+        let claims = self.keys.verify(token).map_err(|e| match e {
+            TokenError::Expired => ApiError::new(ErrorCode::AUTH003),
+            TokenError::Invalid => ApiError::new(ErrorCode::AUTH002),
+        })?;
+        if self
+            .revocations
+            .is_revoked(&claims)
+            .await
+            .map_err(ApiError::unavailable)?
+        {
+            return Err(ApiError::new(ErrorCode::AUTH004));
+        }
+        Ok(claims)
+    }
+}
+
 /// The authenticated caller.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
@@ -283,18 +303,7 @@ impl FromRequest for AuthUser {
             let auth = auth.ok_or_else(|| {
                 ApiError::internal(anyhow::anyhow!("authenticator not configured"))
             })?;
-            let claims = auth.keys.verify(&token?).map_err(|e| match e {
-                TokenError::Expired => ApiError::new(ErrorCode::AUTH003),
-                TokenError::Invalid => ApiError::new(ErrorCode::AUTH002),
-            })?;
-            if auth
-                .revocations
-                .is_revoked(&claims)
-                .await
-                .map_err(ApiError::unavailable)?
-            {
-                return Err(ApiError::new(ErrorCode::AUTH004));
-            }
+            let claims = auth.authenticate(&token?).await?;
             Ok(AuthUser {
                 id: claims.sub,
                 role: claims.role,

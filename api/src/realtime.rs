@@ -193,18 +193,7 @@ pub async fn ws(
     hub: web::Data<Hub>,
 ) -> Result<HttpResponse, ApiError> {
     let token = handshake_token(&req).ok_or_else(|| ApiError::new(ErrorCode::AUTH001))?;
-    let claims = auth.keys.verify(&token).map_err(|e| match e {
-        crate::auth::TokenError::Expired => ApiError::new(ErrorCode::AUTH003),
-        crate::auth::TokenError::Invalid => ApiError::new(ErrorCode::AUTH002),
-    })?;
-    if auth
-        .revocations
-        .is_revoked(&claims)
-        .await
-        .map_err(ApiError::unavailable)?
-    {
-        return Err(ApiError::new(ErrorCode::AUTH004));
-    }
+    let claims = auth.authenticate(&token).await?;
     let (response, mut session, mut stream) =
         actix_ws::handle(&req, body).map_err(|_| ApiError::new(ErrorCode::REQ002))?;
     let user = claims.sub;

@@ -118,3 +118,31 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(event: &StoredEvent) -> Res
         )
     })
 }
+
+/// The distinct aggregate ids (as UUIDs) of `events`.
+pub(crate) fn aggregate_ids(events: &[&StoredEvent]) -> Vec<Uuid> {
+    events
+        .iter()
+        .filter_map(|e| Uuid::parse_str(&e.aggregate_id).ok())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// `last_sequence` of the row `aggregate_id` in `table` (0 when absent or not a UUID): how far
+/// a row-per-aggregate read model has applied one aggregate.
+pub(crate) async fn row_sequence(
+    pool: &sqlx::PgPool,
+    table: &str,
+    aggregate_id: &str,
+) -> Result<i64, sqlx::Error> {
+    let Ok(id) = Uuid::parse_str(aggregate_id) else {
+        return Ok(0);
+    };
+    let last: Option<i64> =
+        sqlx::query_scalar(&format!("SELECT last_sequence FROM {table} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(last.unwrap_or(0))
+}

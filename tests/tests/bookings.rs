@@ -264,6 +264,64 @@ async fn a_booking_goes_from_request_to_return() {
     .await
     .unwrap();
     assert_eq!(tx.len(), 1);
+
+    // Support reads the same story over HTTP, with actors and summaries; others cannot.
+    let (status, timeline) = json(
+        app.get(&format!("/v1/bookings/{id}/timeline"), Some(&s.host))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{timeline}");
+    let kinds: Vec<&str> = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, names);
+    assert_eq!(timeline[0]["actor_id"], s.guest_id.to_string());
+    assert_eq!(timeline[0]["actor_role"], "guest");
+    assert!(
+        timeline[2]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("approved"),
+        "{timeline}"
+    );
+    let (status, body) = json(
+        app.get(&format!("/v1/bookings/{id}/timeline"), Some(&stranger))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "BOOKING001");
+    // As of the approval (before pickup), the booking was approved; before the request, absent.
+    let approved_at: DateTime<Utc> = timeline[2]["recorded_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let res = app
+        .http
+        .get(format!("{}/v1/bookings/{id}", app.base))
+        .query(&[("as_of", approved_at.to_rfc3339())])
+        .bearer_auth(&s.guest)
+        .send()
+        .await
+        .unwrap();
+    let (status, then) = json(res).await;
+    assert_eq!(status, StatusCode::OK, "{then}");
+    assert_eq!(then["status"], "approved");
+    assert!(then["started_at"].is_null());
+    let res = app
+        .http
+        .get(format!("{}/v1/bookings/{id}", app.base))
+        .query(&[("as_of", (approved_at - Duration::days(1)).to_rfc3339())])
+        .bearer_auth(&s.guest)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -545,6 +603,24 @@ async fn fifty_concurrent_requests_for_one_window_book_the_car_once() {
     assert_eq!(requested, 4, "no booking exists without its hold");
 }
 
+/// Waits (up to 5 s) until `read.bookings` shows booking `id` in `status`.
+async fn status_becomes(pool: &sqlx::PgPool, id: Uuid, status: &str) -> bool {
+    eventually(std::time::Duration::from_secs(5), || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT status FROM read.bookings WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&pool)
+                .await
+                .ok()
+                .flatten()
+                .as_deref()
+                == Some(status)
+        }
+    })
+    .await
+}
+
 #[tokio::test]
 async fn unanswered_requests_expire_at_their_deadline_and_free_the_car() {
     let s = scene().await;
@@ -580,22 +656,7 @@ async fn unanswered_requests_expire_at_their_deadline_and_free_the_car() {
     );
     // The projection (run by the app) shows the request pending.
     let pool = app.pool().clone();
-    assert!(
-        eventually(std::time::Duration::from_secs(5), || {
-            let pool = pool.clone();
-            async move {
-                sqlx::query_scalar::<_, String>("SELECT status FROM read.bookings WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&pool)
-                    .await
-                    .ok()
-                    .flatten()
-                    .as_deref()
-                    == Some("pending")
-            }
-        })
-        .await
-    );
+    assert!(status_becomes(&pool, id, "pending").await);
     // Seven hours and 59 minutes later nothing is due.
     clock.advance(Duration::hours(8) - Duration::minutes(1));
     assert_eq!(sweeper.sweep().await.unwrap().expired, 0);
@@ -606,22 +667,7 @@ async fn unanswered_requests_expire_at_their_deadline_and_free_the_car() {
     let booking = service.load(id).await.unwrap();
     let state = booking.state.unwrap();
     assert_eq!(state.status, BookingStatus::Expired);
-    assert!(
-        eventually(std::time::Duration::from_secs(5), || {
-            let pool = pool.clone();
-            async move {
-                sqlx::query_scalar::<_, String>("SELECT status FROM read.bookings WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&pool)
-                    .await
-                    .ok()
-                    .flatten()
-                    .as_deref()
-                    == Some("expired")
-            }
-        })
-        .await
-    );
+    assert!(status_becomes(&pool, id, "expired").await);
     assert_eq!(sweeper.sweep().await.unwrap().expired, 0);
     // The expiry released the hold: the car is bookable again for that window.
     let (status, body) = json(

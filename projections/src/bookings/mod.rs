@@ -7,14 +7,14 @@ mod row;
 pub use queries::{get, list, BookingCursor, BookingListQuery, ListRole};
 pub use row::BookingRow;
 
-use crate::fold::{fold, Folded};
+use crate::fold::{aggregate_ids, fold, row_sequence, Folded};
 use crate::projection::{Poisoned, Projection, Target};
 use async_trait::async_trait;
 use carshare_domain::booking::Booking;
 use carshare_event_store::{StoredEvent, StreamReader};
 use cqrs_es::Aggregate;
 use sqlx::{PgConnection, PgPool};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// Name of the projection.
@@ -53,12 +53,7 @@ impl Projection for BookingProjection {
             .iter()
             .filter(|e| self.handles(&e.aggregate_type))
             .collect();
-        let ids: Vec<Uuid> = events
-            .iter()
-            .filter_map(|e| Uuid::parse_str(&e.aggregate_id).ok())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
+        let ids = aggregate_ids(&events);
         let mut rows: HashMap<Uuid, BookingRow> = row::load(conn, &table, &ids).await?;
         let Folded { changed, poisoned } = fold(reader, &mut rows, &events, "booking").await?;
         let changed: Vec<&BookingRow> = changed.iter().filter_map(|id| rows.get(id)).collect();
@@ -72,17 +67,9 @@ impl Projection for BookingProjection {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<i64, sqlx::Error> {
-        let Ok(id) = Uuid::parse_str(aggregate_id) else {
-            return Ok(0);
-        };
         if !self.handles(aggregate_type) {
             return Ok(0);
         }
-        let last: Option<i64> =
-            sqlx::query_scalar("SELECT last_sequence FROM read.bookings WHERE id = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await?;
-        Ok(last.unwrap_or(0))
+        row_sequence(pool, "read.bookings", aggregate_id).await
     }
 }

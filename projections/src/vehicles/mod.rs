@@ -9,7 +9,7 @@ pub use queries::{
 };
 pub use row::VehicleRow;
 
-use crate::fold::{decode, fold, AggregateRow, Folded};
+use crate::fold::{aggregate_ids, decode, fold, row_sequence, AggregateRow, Folded};
 use crate::projection::{Poisoned, Projection, Target};
 use async_trait::async_trait;
 use carshare_domain::vehicle::{Vehicle, VehicleEvent};
@@ -55,12 +55,7 @@ impl Projection for VehicleProjection {
             .iter()
             .filter(|e| self.handles(&e.aggregate_type))
             .collect();
-        let ids: Vec<Uuid> = events
-            .iter()
-            .filter_map(|e| Uuid::parse_str(&e.aggregate_id).ok())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
+        let ids = aggregate_ids(&events);
         let mut rows: HashMap<Uuid, VehicleRow> = row::load(conn, &table, &ids).await?;
         let existed: HashSet<Uuid> = rows.keys().copied().collect();
         let Folded { changed, poisoned } = fold(reader, &mut rows, &events, "vehicle").await?;
@@ -82,18 +77,10 @@ impl Projection for VehicleProjection {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<i64, sqlx::Error> {
-        let Ok(id) = Uuid::parse_str(aggregate_id) else {
-            return Ok(0);
-        };
         if !self.handles(aggregate_type) {
             return Ok(0);
         }
-        let last: Option<i64> =
-            sqlx::query_scalar("SELECT last_sequence FROM read.vehicles WHERE id = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await?;
-        Ok(last.unwrap_or(0))
+        row_sequence(pool, "read.vehicles", aggregate_id).await
     }
 }
 
