@@ -37,7 +37,8 @@ pub enum LogFormat {
     Pretty,
 }
 
-/// Kakao Local settings, present when geocoding is enabled.
+/// An external API's base URL and secret key (Kakao Local, present when geocoding is enabled;
+/// Toss Payments, present when payments can be confirmed).
 #[derive(Clone)]
 pub struct KakaoConfig {
     /// Base URL (`https://dapi.kakao.com` in production).
@@ -210,6 +211,9 @@ pub struct Settings {
     pub cors_allowed_origins: Vec<String>,
     /// Kakao Local geocoding (`KAKAO_REST_API_KEY`; `KAKAO_BASE_URL` default `https://dapi.kakao.com`).
     pub kakao: Option<KakaoConfig>,
+    /// Toss Payments (`TOSS_SECRET_KEY`; `TOSS_BASE_URL` default `https://api.tosspayments.com`);
+    /// without a key, payments cannot be confirmed (503).
+    pub toss: Option<KakaoConfig>,
     /// Run the projection workers inside `serve` (`RUN_PROJECTIONS`, default true).
     pub run_projections: bool,
     /// Kafka, the relay, and where the projection workers read.
@@ -570,6 +574,16 @@ impl Settings {
                 rest_api_key: SecretString::from(key),
             }),
         };
+        let toss = match src.get("TOSS_SECRET_KEY") {
+            None => None,
+            Some(key) => Some(KakaoConfig {
+                base_url: match src.get("TOSS_BASE_URL") {
+                    None => "https://api.tosspayments.com".to_string(),
+                    Some(_) => url(src, "TOSS_BASE_URL", &["http", "https"])?,
+                },
+                rest_api_key: SecretString::from(key),
+            }),
+        };
         let log_format = match src.get("LOG_FORMAT").as_deref() {
             None | Some("json") => LogFormat::Json,
             Some("pretty") => LogFormat::Pretty,
@@ -604,6 +618,7 @@ impl Settings {
             trusted_proxies,
             cors_allowed_origins,
             kakao,
+            toss,
             run_projections: flag(src, "RUN_PROJECTIONS", true)?,
             stream: StreamSettings::from_source(src)?,
             projection_batch_size: parsed(src, "PROJECTION_BATCH_SIZE", 500)?,

@@ -109,6 +109,22 @@ pub enum ErrorCode {
     BOOKING011,
     /// 409 — photos of this kind are not taken at this point of the booking.
     BOOKING012,
+    /// 409 — pickup needs the booking paid.
+    BOOKING013,
+    /// 404 — no payment is due for this booking (not approved yet, or unknown).
+    PAYMENT001,
+    /// 422 — the order id or amount does not match what is due.
+    PAYMENT002,
+    /// 409 — the booking is already paid (with another payment).
+    PAYMENT003,
+    /// 402 — Toss refused the payment (its code and message in `details`).
+    PAYMENT004,
+    /// 409 — the payment deadline has passed.
+    PAYMENT005,
+    /// 503 — the payment provider is unavailable.
+    PAYMENT006,
+    /// 403 — only the booking's guest pays.
+    PAYMENT007,
     /// 413 — an uploaded file is larger than 10 MB.
     UPLOAD001,
     /// 415 — an uploaded file is not a JPEG, PNG, HEIC or WebP image (judged by content).
@@ -138,22 +154,26 @@ impl ErrorCode {
         match self {
             REQ001 | REQ005 | REQ006 => StatusCode::BAD_REQUEST,
             REQ002 | VEHICLE006 | GEO001 | GEO002 | ACCOUNT002 | CORP003 | IDEM001 | BOOKING003
-            | UPLOAD003 => StatusCode::UNPROCESSABLE_ENTITY,
+            | UPLOAD003 | PAYMENT002 => StatusCode::UNPROCESSABLE_ENTITY,
             REQ003 | UPLOAD001 => StatusCode::PAYLOAD_TOO_LARGE,
             REQ004 | UPLOAD002 => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            REQ007 | VEHICLE001 | ACCOUNT003 | CORP004 | BOOKING001 => StatusCode::NOT_FOUND,
+            REQ007 | VEHICLE001 | ACCOUNT003 | CORP004 | BOOKING001 | PAYMENT001 => {
+                StatusCode::NOT_FOUND
+            }
             REQ008 => StatusCode::METHOD_NOT_ALLOWED,
             AUTH001 | AUTH002 | AUTH003 | AUTH004 | AUTH006 | AUTH007 | AUTH008 => {
                 StatusCode::UNAUTHORIZED
             }
-            AUTH005 | VEHICLE004 | VEHICLE005 | CORP005 | BOOKING005 | BOOKING006 | BOOKING007 => {
-                StatusCode::FORBIDDEN
-            }
+            AUTH005 | VEHICLE004 | VEHICLE005 | CORP005 | BOOKING005 | BOOKING006 | BOOKING007
+            | PAYMENT007 => StatusCode::FORBIDDEN,
             VEHICLE002 | VEHICLE003 | VEHICLE007 | SYS001 | ACCOUNT001 | ACCOUNT004 | CORP001
             | CORP002 | IDEM002 | BOOKING002 | BOOKING004 | BOOKING008 | BOOKING009
-            | BOOKING010 | BOOKING011 | BOOKING012 => StatusCode::CONFLICT,
+            | BOOKING010 | BOOKING011 | BOOKING012 | BOOKING013 | PAYMENT003 | PAYMENT005 => {
+                StatusCode::CONFLICT
+            }
             RATE001 => StatusCode::TOO_MANY_REQUESTS,
-            GEO003 | SYS002 | UPLOAD004 => StatusCode::SERVICE_UNAVAILABLE,
+            GEO003 | SYS002 | UPLOAD004 | PAYMENT006 => StatusCode::SERVICE_UNAVAILABLE,
+            PAYMENT004 => StatusCode::PAYMENT_REQUIRED,
             SYS003 => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -209,6 +229,14 @@ impl ErrorCode {
             BOOKING010 => ("예약 요청에 응답할 수 있는 시간이 지났습니다.", "The time to answer this request is over."),
             BOOKING011 => ("픽업은 예약 시작 30분 전부터 종료 시각 전까지 가능합니다.", "Pickup is possible from 30 minutes before the start until the end."),
             BOOKING012 => ("지금은 이 종류의 사진을 올릴 수 없습니다.", "Photos of this kind are not taken at this point of the booking."),
+            BOOKING013 => ("결제를 마친 뒤 픽업할 수 있습니다.", "The booking must be paid before pickup."),
+            PAYMENT001 => ("이 예약에 대해 결제할 금액이 없습니다.", "No payment is due for this booking."),
+            PAYMENT002 => ("주문 번호 또는 금액이 예약과 일치하지 않습니다.", "The order id or amount does not match what is due."),
+            PAYMENT003 => ("이미 결제된 예약입니다.", "The booking is already paid."),
+            PAYMENT004 => ("결제가 거절되었습니다.", "The payment was refused."),
+            PAYMENT005 => ("결제 기한이 지났습니다.", "The payment deadline has passed."),
+            PAYMENT006 => ("결제 서비스를 일시적으로 사용할 수 없습니다. 잠시 후 다시 시도해 주세요.", "The payment service is temporarily unavailable; try again shortly."),
+            PAYMENT007 => ("예약한 게스트만 결제할 수 있습니다.", "Only the booking's guest pays."),
             UPLOAD001 => ("파일은 10MB 이하여야 합니다.", "Each file must be at most 10 MB."),
             UPLOAD002 => ("JPEG, PNG, HEIC, WebP 이미지만 올릴 수 있습니다.", "Only JPEG, PNG, HEIC and WebP images are accepted."),
             UPLOAD003 => ("업로드 양식이 올바르지 않습니다.", "The upload form is invalid."),
@@ -223,7 +251,7 @@ impl ErrorCode {
     }
 
     /// Every code, for the catalogue.
-    pub const ALL: [ErrorCode; 57] = {
+    pub const ALL: [ErrorCode; 65] = {
         use ErrorCode::*;
         [
             REQ001, REQ002, REQ003, REQ004, REQ005, REQ006, REQ007, REQ008, AUTH001, AUTH002,
@@ -231,8 +259,10 @@ impl ErrorCode {
             ACCOUNT003, ACCOUNT004, CORP001, CORP002, CORP003, CORP004, CORP005, VEHICLE001,
             VEHICLE002, VEHICLE003, VEHICLE004, VEHICLE005, VEHICLE006, VEHICLE007, BOOKING001,
             BOOKING002, BOOKING003, BOOKING004, BOOKING005, BOOKING006, BOOKING007, BOOKING008,
-            BOOKING009, BOOKING010, BOOKING011, BOOKING012, UPLOAD001, UPLOAD002, UPLOAD003,
-            UPLOAD004, GEO001, GEO002, GEO003, RATE001, IDEM001, IDEM002, SYS001, SYS002, SYS003,
+            BOOKING009, BOOKING010, BOOKING011, BOOKING012, BOOKING013, PAYMENT001, PAYMENT002,
+            PAYMENT003, PAYMENT004, PAYMENT005, PAYMENT006, PAYMENT007, UPLOAD001, UPLOAD002,
+            UPLOAD003, UPLOAD004, GEO001, GEO002, GEO003, RATE001, IDEM001, IDEM002, SYS001,
+            SYS002, SYS003,
         ]
     };
 }

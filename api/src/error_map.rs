@@ -4,10 +4,12 @@
 use crate::error::{ApiError, ErrorCode, FieldIssue};
 use carshare_commands::accounts::{AccountError, AccountProblem};
 use carshare_commands::bookings::BookingServiceError;
+use carshare_commands::payments::PaymentServiceError;
 use carshare_commands::vehicles::VehicleServiceError;
 use carshare_commands::InfraError;
 use carshare_domain::account::{InvalidBrn, WeakPassword};
 use carshare_domain::booking::{BookingError, BookingProblem};
+use carshare_domain::payment::PaymentError;
 use carshare_domain::vehicle::{Problem, VehicleError};
 
 impl From<InfraError> for ApiError {
@@ -358,6 +360,7 @@ impl From<BookingError> for ApiError {
             BookingError::OutsideAvailability => ApiError::new(ErrorCode::BOOKING009),
             BookingError::WindowTaken => ApiError::new(ErrorCode::BOOKING002),
             BookingError::PhotosNotExpected { .. } => ApiError::new(ErrorCode::BOOKING012),
+            BookingError::PaymentRequired => ApiError::new(ErrorCode::BOOKING013),
         }
     }
 }
@@ -368,6 +371,57 @@ impl From<BookingServiceError> for ApiError {
             BookingServiceError::Booking(e) => e.into(),
             BookingServiceError::VehicleNotFound => ApiError::new(ErrorCode::VEHICLE001),
             BookingServiceError::Infra(e) => e.into(),
+        }
+    }
+}
+
+impl From<PaymentServiceError> for ApiError {
+    fn from(err: PaymentServiceError) -> ApiError {
+        match err {
+            PaymentServiceError::Payment(e) => match e {
+                PaymentError::NotFound => ApiError::new(ErrorCode::PAYMENT001),
+                PaymentError::OrderMismatch => ApiError::with_details(
+                    ErrorCode::PAYMENT002,
+                    vec![FieldIssue::new(
+                        "order_id",
+                        "mismatch",
+                        "예약의 주문 번호가 아닙니다.",
+                        "Not this booking's order id.",
+                    )],
+                ),
+                PaymentError::AmountMismatch => ApiError::with_details(
+                    ErrorCode::PAYMENT002,
+                    vec![FieldIssue::new(
+                        "amount",
+                        "mismatch",
+                        "결제할 금액과 다릅니다.",
+                        "Not the amount due.",
+                    )],
+                ),
+                PaymentError::AlreadyPaid | PaymentError::AlreadyExists => {
+                    ApiError::new(ErrorCode::PAYMENT003)
+                }
+                PaymentError::Overdue => ApiError::new(ErrorCode::PAYMENT005),
+                PaymentError::NotGuest | PaymentError::SystemOnly => {
+                    ApiError::new(ErrorCode::PAYMENT007)
+                }
+            },
+            PaymentServiceError::Refused { code, message } => ApiError::with_details(
+                ErrorCode::PAYMENT004,
+                vec![FieldIssue::new(
+                    "payment_key",
+                    "refused",
+                    format!("{message} ({code})"),
+                    format!("{message} ({code})"),
+                )],
+            ),
+            PaymentServiceError::GatewayUnavailable(reason) => {
+                let mut err =
+                    ApiError::new(ErrorCode::PAYMENT006).caused_by(anyhow::anyhow!(reason));
+                err.retry_after = Some(10);
+                err
+            }
+            PaymentServiceError::Infra(e) => e.into(),
         }
     }
 }

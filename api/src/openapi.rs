@@ -24,6 +24,7 @@ use utoipa::{Modify, OpenApi};
         (name = "users", description = "The caller's account and corporate host profile"),
         (name = "vehicles", description = "차량 관리: listing, availability and search"),
         (name = "bookings", description = "예약 관리: requests, answers, cancellations, pickup and return"),
+        (name = "payments", description = "결제 처리: Toss Payments confirmation"),
         (name = "operations", description = "Health, readiness, metrics and pipeline state")
     )
 )]

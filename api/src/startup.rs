@@ -20,7 +20,9 @@ use anyhow::Context;
 use carshare_commands::accounts::AccountService;
 use carshare_commands::bookings::{BookingService, ExpirySweeper};
 use carshare_commands::external::kakao::{KakaoGeocoder, KakaoSettings};
+use carshare_commands::external::toss::{PaymentGateway, TossClient, TossSettings};
 use carshare_commands::geocoding::Geocoder;
+use carshare_commands::payments::PaymentService;
 use carshare_commands::vehicles::VehicleService;
 use carshare_commands::SystemClock;
 use carshare_event_store::relay::Relay;
@@ -70,6 +72,7 @@ pub fn routes() -> (
                 .configure(routes::users::configure)
                 .configure(routes::vehicles::configure)
                 .configure(routes::bookings::configure)
+                .configure(routes::payments::configure)
                 .configure(routes::admin::configure),
         )
         .split_for_parts()
@@ -267,6 +270,22 @@ impl Application {
             .storage
             .open()
             .context("opening image storage (STORAGE_BACKEND, STORAGE_DIR, S3_BUCKET)")?;
+        let gateway: Option<Arc<dyn PaymentGateway>> = match &settings.toss {
+            None => None,
+            Some(toss) => Some(Arc::new(
+                TossClient::new(TossSettings::new(
+                    toss.base_url.clone(),
+                    toss.rest_api_key.clone(),
+                ))
+                .context("building the Toss Payments client")?,
+            )),
+        };
+        let payments = Arc::new(PaymentService::new(
+            pool.clone(),
+            signal.clone(),
+            gateway,
+            clock.clone(),
+        ));
         let hub = Hub::default();
         workers.push(tokio::spawn(
             hub.clone().run(redis.clone(), shutdown.child_token()),
@@ -284,6 +303,7 @@ impl Application {
             redis: redis.clone(),
             accounts,
             bookings,
+            payments,
             images,
             tokens: tokens.clone(),
             revocations: revocations.clone(),

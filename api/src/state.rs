@@ -23,6 +23,8 @@ pub struct AppState {
     pub vehicles: Arc<VehicleService>,
     /// Booking commands.
     pub bookings: Arc<BookingService>,
+    /// Payments.
+    pub payments: Arc<carshare_commands::payments::PaymentService>,
     /// Uploaded images.
     pub images: carshare_commands::storage::ImageStore,
     /// Accounts and sessions.

@@ -10,6 +10,7 @@ pub mod error;
 pub mod external;
 pub mod geocoding;
 pub mod metrics;
+pub mod payments;
 pub mod storage;
 pub mod vehicles;
 

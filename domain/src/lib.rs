@@ -8,6 +8,7 @@ pub mod actor;
 pub mod booking;
 pub mod geo;
 pub mod money;
+pub mod payment;
 pub mod plate;
 pub mod time;
 pub mod vehicle;

@@ -113,11 +113,16 @@ impl Drop for TestDatabase {
     }
 }
 
+/// The Toss secret key the test apps use (`test_sk_…` as Toss's test keys are).
+pub const TOSS_SECRET_KEY: &str = "test_sk_carshare";
+
 /// How to start a test app.
 #[derive(Default)]
 pub struct AppOptions {
     /// Start a Kakao Local stub and point the app at it.
     pub kakao: bool,
+    /// Start a Toss Payments stub and point the app at it.
+    pub toss: bool,
     /// Extra or overriding environment settings.
     pub env: Vec<(&'static str, String)>,
     /// Replace the database pool (e.g. one pointing at a dead server).
@@ -136,6 +141,8 @@ pub struct TestApp {
     pub keys: TokenKeys,
     /// The Kakao stub, when requested.
     pub kakao: Option<MockServer>,
+    /// The Toss Payments stub, when requested.
+    pub toss: Option<MockServer>,
     /// The Redis key prefix of this app.
     pub redis_prefix: String,
     handle: ServerHandle,
@@ -152,6 +159,11 @@ impl TestApp {
         init_logs();
         let db = TestDatabase::create().await;
         let kakao = if options.kakao {
+            Some(MockServer::start().await)
+        } else {
+            None
+        };
+        let toss = if options.toss {
             Some(MockServer::start().await)
         } else {
             None
@@ -180,6 +192,10 @@ impl TestApp {
             env.insert("KAKAO_BASE_URL".into(), server.uri());
             env.insert("KAKAO_REST_API_KEY".into(), "test-kakao-key".into());
         }
+        if let Some(server) = &toss {
+            env.insert("TOSS_BASE_URL".into(), server.uri());
+            env.insert("TOSS_SECRET_KEY".into(), TOSS_SECRET_KEY.into());
+        }
         for (k, v) in options.env {
             env.insert(k.to_string(), v);
         }
@@ -201,6 +217,7 @@ impl TestApp {
             db,
             keys: TokenKeys::new(&SecretString::from(JWT_SECRET), Duration::from_secs(900)),
             kakao,
+            toss,
             redis_prefix,
             handle,
         }

@@ -7,12 +7,32 @@ use carshare_commands::ManualClock;
 use carshare_domain::booking::{BookingPolicy, BookingStatus};
 use carshare_domain::{Actor, Role};
 use carshare_event_store::{CommitSignal, EventMetadata};
-use carshare_tests::{assert_error, eventually, json, vehicle_body, TestApp};
+use carshare_tests::{assert_error, eventually, json, vehicle_body, TestApp, TOSS_SECRET_KEY};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use uuid::Uuid;
+use wiremock::matchers::{body_json, header, method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+fn toss_basic() -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{TOSS_SECRET_KEY}:"))
+    )
+}
+
+/// Toss's answer to a successful confirmation.
+fn toss_done(key: &str, order_id: &str, amount: i64) -> Value {
+    json!({
+        "mId": "tosspayments", "version": "2022-11-16", "paymentKey": key, "orderId": order_id,
+        "orderName": "차량 예약", "status": "DONE", "method": "카드", "totalAmount": amount,
+        "balanceAmount": amount, "requestedAt": Utc::now().to_rfc3339(),
+        "approvedAt": Utc::now().to_rfc3339()
+    })
+}
 
 /// The first 10-minute boundary at least `ahead` from now.
 fn slot(ahead: Duration) -> DateTime<Utc> {
@@ -42,7 +62,11 @@ struct Scene {
 }
 
 async fn scene() -> Scene {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(carshare_tests::AppOptions {
+        toss: true,
+        ..Default::default()
+    })
+    .await;
     let (_, host) = app.user(Role::Host);
     let (guest_id, guest) = app.user(Role::Guest);
     let vehicle = app
@@ -178,6 +202,58 @@ async fn a_booking_goes_from_request_to_return() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "approved");
     assert_eq!(body["host_response"], "즐거운 여행 되세요");
+    // The approval made the total due: the app opens the Toss widget with this.
+    let payment = body["payment"].clone();
+    assert_eq!(payment["status"], "pending", "{body}");
+    assert_eq!(payment["amount"], 18_000);
+    let order_id = payment["order_id"].as_str().unwrap().to_string();
+    assert_eq!(order_id, format!("bk-{}", id.replace('-', "")));
+    let due: DateTime<Utc> = payment["due_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        due, start,
+        "due two hours after approval, never after the start"
+    );
+
+    // No pickup before paying.
+    let (status, body) = json(
+        app.post(
+            &format!("/v1/bookings/{id}/start"),
+            Some(&s.guest),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_error(&body, "BOOKING013");
+    // The guest pays; the same call sent twice charges once.
+    let toss = app.toss.as_ref().unwrap();
+    Mock::given(method("POST"))
+        .and(path("/v1/payments/confirm"))
+        .and(header("authorization", toss_basic()))
+        .and(body_json(
+            json!({"paymentKey": "pk_life", "orderId": order_id, "amount": 18_000}),
+        ))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(toss_done("pk_life", &order_id, 18_000)),
+        )
+        .expect(1)
+        .mount(toss)
+        .await;
+    let process =
+        json!({"booking_id": id, "payment_key": "pk_life", "order_id": order_id, "amount": 18_000});
+    for _ in 0..2 {
+        let (status, paid) = json(
+            app.post("/v1/payments/process", Some(&s.guest), &process)
+                .await,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{paid}");
+        assert_eq!(paid["status"], "completed");
+        assert_eq!(paid["method"], "카드");
+        assert_eq!(paid["payment_key"], "pk_life");
+    }
+    toss.verify().await;
 
     // Pickup by the host is refused; by the guest it starts the trip.
     let (status, body) = json(
@@ -248,6 +324,8 @@ async fn a_booking_goes_from_request_to_return() {
             "BookingRequested",
             "WindowReserved",
             "BookingApproved",
+            "PaymentDue",
+            "PaymentConfirmed",
             "BookingStarted",
             "BookingCompleted",
             "ReservationReleased"
@@ -918,4 +996,173 @@ async fn photos_are_checked_by_content_stored_and_recorded_around_their_step() {
     );
     assert!(dir.join(&key).is_file());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn payments_are_checked_before_toss_and_refusals_and_outages_are_clear() {
+    let s = scene().await;
+    let app = &s.app;
+    let toss = app.toss.as_ref().unwrap();
+    let start = slot(Duration::days(1));
+    let (_, booking) = json(
+        app.post(
+            "/v1/bookings",
+            Some(&s.guest),
+            &booking_body(&s.vehicle, start, start + Duration::hours(2)),
+        )
+        .await,
+    )
+    .await;
+    let id = booking["id"].as_str().unwrap().to_string();
+    let order_id = format!("bk-{}", id.replace('-', ""));
+    let pay = |key: &str, order: &str, amount: i64| json!({"booking_id": id, "payment_key": key, "order_id": order, "amount": amount});
+
+    // Nothing is due before approval.
+    let (status, body) = json(
+        app.post(
+            "/v1/payments/process",
+            Some(&s.guest),
+            &pay("pk_0", &order_id, 24_000),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_error(&body, "PAYMENT001");
+    let (status, approved) = json(
+        app.put(
+            &format!("/v1/bookings/{id}/approve"),
+            Some(&s.host),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(approved["payment"]["amount"], 24_000);
+
+    // Wrong amount, wrong order, wrong payer: refused without calling Toss.
+    let (status, body) = json(
+        app.post(
+            "/v1/payments/process",
+            Some(&s.guest),
+            &pay("pk_1", &order_id, 1_000),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        assert_error(&body, "PAYMENT002")["details"][0]["field"],
+        "amount"
+    );
+    let (status, body) = json(
+        app.post(
+            "/v1/payments/process",
+            Some(&s.guest),
+            &pay("pk_1", "bk-someone-else", 24_000),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        assert_error(&body, "PAYMENT002")["details"][0]["field"],
+        "order_id"
+    );
+    let (status, body) = json(
+        app.post(
+            "/v1/payments/process",
+            Some(&s.host),
+            &pay("pk_1", &order_id, 24_000),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_error(&body, "PAYMENT007");
+    assert!(toss.received_requests().await.unwrap().is_empty());
+
+    // Toss refuses the card: 402 with Toss's code, recorded; the booking stays approved.
+    Mock::given(path("/v1/payments/confirm"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(
+            json!({"code": "REJECT_CARD_COMPANY", "message": "카드사에서 거절했습니다."}),
+        ))
+        .up_to_n_times(1)
+        .mount(toss)
+        .await;
+    let (status, body) = json(
+        app.post(
+            "/v1/payments/process",
+            Some(&s.guest),
+            &pay("pk_1", &order_id, 24_000),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
+    let error = assert_error(&body, "PAYMENT004");
+    assert!(error["details"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("REJECT_CARD_COMPANY"));
+    let (_, now) = json(app.get(&format!("/v1/bookings/{id}"), Some(&s.guest)).await).await;
+    assert_eq!(now["status"], "approved");
+    assert_eq!(now["payment"]["status"], "failed");
+
+    // Toss down: retried, then 503 with Retry-After; nothing recorded as paid.
+    Mock::given(path("/v1/payments/confirm"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(4)
+        .mount(toss)
+        .await;
+    let res = app
+        .post(
+            "/v1/payments/process",
+            Some(&s.guest),
+            &pay("pk_2", &order_id, 24_000),
+        )
+        .await;
+    assert!(res.headers().contains_key("retry-after"));
+    let (status, body) = json(res).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_error(&body, "PAYMENT006");
+    // Toss back: the next attempt goes through.
+    Mock::given(path("/v1/payments/confirm"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(toss_done("pk_2", &order_id, 24_000)),
+        )
+        .mount(toss)
+        .await;
+    let (status, body) = json(
+        app.post(
+            "/v1/payments/process",
+            Some(&s.guest),
+            &pay("pk_2", &order_id, 24_000),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "completed");
+    // Paid once: another payment key is refused.
+    let (status, body) = json(
+        app.post(
+            "/v1/payments/process",
+            Some(&s.guest),
+            &pay("pk_3", &order_id, 24_000),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_error(&body, "PAYMENT003");
+    let confirmed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'PaymentConfirmed'",
+    )
+    .bind(&id)
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
+    assert_eq!(confirmed, 1);
 }

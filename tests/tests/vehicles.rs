@@ -1287,6 +1287,7 @@ async fn the_openapi_document_covers_every_route_and_error() {
         "GET /v1/ws",
         "POST /v1/bookings/{id}/photos",
         "POST /v1/vehicles/{id}/images",
+        "POST /v1/payments/process",
     ]
     .into_iter()
     .map(String::from)

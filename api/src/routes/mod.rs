@@ -6,6 +6,7 @@ pub mod admin;
 pub mod auth;
 pub mod bookings;
 pub mod health;
+pub mod payments;
 pub mod users;
 pub mod vehicles;
 

@@ -10,6 +10,9 @@ use carshare_domain::booking::{
     Booking, BookingAction, BookingCommand, BookingError, BookingEvent, BookingPolicy, NewBooking,
     VehicleTerms,
 };
+use carshare_domain::payment::{
+    Payment, PaymentAction, PaymentCommand, PaymentStatus, DEFAULT_PAYMENT_WINDOW,
+};
 use carshare_domain::vehicle::{Vehicle, VehicleAction, VehicleCommand, VehicleError};
 use carshare_domain::{Actor, Role};
 use carshare_event_store::{CommitSignal, EventMetadata, StreamCursor};
@@ -97,6 +100,7 @@ pub struct BookingService {
     pool: PgPool,
     bookings: CommandBus<Booking>,
     vehicles: CommandBus<Vehicle>,
+    payments: CommandBus<Payment>,
     signal: CommitSignal,
     clock: Arc<dyn Clock>,
     policy: BookingPolicy,
@@ -119,6 +123,7 @@ impl BookingService {
         BookingService {
             bookings: CommandBus::new(pool.clone(), (), signal.clone(), BOOKING_SNAPSHOT_EVERY),
             vehicles: CommandBus::new(pool.clone(), (), signal.clone(), VEHICLE_SNAPSHOT_EVERY),
+            payments: CommandBus::new(pool.clone(), (), signal.clone(), 0),
             pool,
             signal,
             clock,
@@ -256,11 +261,26 @@ impl BookingService {
         self.with_retries(name, || async {
             let at = self.clock.now();
             let (mut booking, booking_seq) = self.bookings.load_versioned(&booking_key).await?;
-            let events = booking.decide(BookingCommand {
-                actor,
-                at,
-                action: action.clone(),
-            })?;
+            let action = match &action {
+                // Pickup needs the payment completed: the Payment aggregate says whether it is.
+                BookingAction::Start { .. } => {
+                    let payment = self
+                        .payments
+                        .load(&booking_key)
+                        .await
+                        .map_err(|e| match e {
+                            CommandError::Rejected(e) => InfraError::Internal(Box::new(e)),
+                            CommandError::Infra(e) => e,
+                        })?;
+                    BookingAction::Start {
+                        paid: payment
+                            .state
+                            .is_some_and(|p| p.status == PaymentStatus::Completed),
+                    }
+                }
+                other => other.clone(),
+            };
+            let events = booking.decide(BookingCommand { actor, at, action })?;
             for e in &events {
                 booking.apply(e.clone());
             }
@@ -294,6 +314,39 @@ impl BookingService {
                     &vehicle_events,
                     &vehicle_after,
                     VEHICLE_SNAPSHOT_EVERY,
+                )?);
+            }
+            // An approval makes the total due: the payment opens in the same transaction.
+            if let (Some(approved), Some(state)) = (
+                events
+                    .iter()
+                    .find(|e| matches!(e, BookingEvent::BookingApproved { .. })),
+                booking.state.as_ref(),
+            ) {
+                let mut payment = Payment::default();
+                let payment_events = payment
+                    .decide(PaymentCommand {
+                        actor: None,
+                        at,
+                        action: PaymentAction::Open {
+                            booking_id,
+                            guest_id: state.guest_id,
+                            host_id: state.host_id,
+                            amount: state.total_amount,
+                            due_at: (approved.at() + DEFAULT_PAYMENT_WINDOW)
+                                .min(state.window.start),
+                        },
+                    })
+                    .map_err(|e| InfraError::Internal(Box::new(e)))?;
+                for e in &payment_events {
+                    payment.apply(e.clone());
+                }
+                batches.push(Batch::new::<Payment>(
+                    &booking_key,
+                    0,
+                    &payment_events,
+                    &payment,
+                    0,
                 )?);
             }
             let cursor = append(&self.pool, &batches, meta).await?;

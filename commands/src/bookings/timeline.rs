@@ -5,6 +5,7 @@
 //! being rebuilt.
 
 use carshare_domain::booking::{Booking, BookingEvent};
+use carshare_domain::payment::{Payment, PaymentEvent};
 use carshare_domain::vehicle::{Vehicle, VehicleEvent};
 use carshare_event_store::StreamReader;
 use chrono::{DateTime, Utc};
@@ -40,8 +41,8 @@ pub struct TimelineEntry {
     pub payload: serde_json::Value,
 }
 
-/// Every event of the booking and of its hold on the vehicle, in log order; `None` if the
-/// booking does not exist.
+/// Every event of the booking, of its payment and of its hold on the vehicle, in log order;
+/// `None` if the booking does not exist.
 pub async fn timeline(
     reader: &StreamReader,
     booking_id: Uuid,
@@ -62,6 +63,13 @@ pub async fn timeline(
             Err(err) => format!("unreadable {} v{}: {err}", e.event_type, e.event_version),
         };
         entries.push(entry(e, summary));
+    }
+    for e in reader.aggregate_events(Payment::TYPE, &key).await? {
+        let summary = match e.decode::<PaymentEvent>() {
+            Ok(event) => payment_summary(&event),
+            Err(err) => format!("unreadable {} v{}: {err}", e.event_type, e.event_version),
+        };
+        entries.push(entry(&e, summary));
     }
     if let Some(vehicle_id) = vehicle_id {
         for e in reader
@@ -193,5 +201,31 @@ fn booking_summary(event: &BookingEvent) -> String {
             keys.len(),
             kind.as_str()
         ),
+    }
+}
+
+fn payment_summary(event: &PaymentEvent) -> String {
+    match event {
+        PaymentEvent::PaymentDue {
+            amount,
+            order_id,
+            due_at,
+            ..
+        } => format!("Payment of {amount} due by {due_at} (order {order_id})."),
+        PaymentEvent::PaymentConfirmed {
+            amount,
+            method,
+            toss_status,
+            ..
+        } => format!(
+            "Toss confirmed {amount}{} ({toss_status}).",
+            method
+                .as_deref()
+                .map(|m| format!(" by {m}"))
+                .unwrap_or_default()
+        ),
+        PaymentEvent::PaymentFailed { code, message, .. } => {
+            format!("Toss refused the payment: {code} ({message}).")
+        }
     }
 }

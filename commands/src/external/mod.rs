@@ -2,3 +2,4 @@
 
 pub mod kakao;
 pub mod resilience;
+pub mod toss;

@@ -232,7 +232,7 @@ impl Booking {
             }
             BookingAction::Cancel { reason } => state.cancel(actor, at, reason),
             BookingAction::Expire => state.expire(actor, at),
-            BookingAction::Start => state.start(actor, at),
+            BookingAction::Start { paid } => state.start(actor, at, paid),
             BookingAction::Complete => state.complete(actor, at),
             BookingAction::AddPhotos { kind, keys } => state.add_photos(actor, at, kind, keys),
         }
@@ -438,6 +438,7 @@ impl BookingState {
         &self,
         actor: Option<Actor>,
         at: DateTime<Utc>,
+        paid: bool,
     ) -> Result<Vec<BookingEvent>, BookingError> {
         let actor = actor.ok_or(BookingError::NotGuest)?;
         if actor.user_id != self.guest_id {
@@ -449,6 +450,9 @@ impl BookingState {
         if at < self.window.start - Duration::minutes(PICKUP_EARLY_MINUTES) || at >= self.window.end
         {
             return Err(BookingError::OutsidePickupTime);
+        }
+        if !paid {
+            return Err(BookingError::PaymentRequired);
         }
         Ok(vec![BookingEvent::BookingStarted { at }])
     }

@@ -42,8 +42,11 @@ pub enum BookingAction {
     },
     /// The platform expires an unanswered request.
     Expire,
-    /// The guest picks the car up.
-    Start,
+    /// The guest picks the car up; `paid` says whether the booking's payment is completed.
+    Start {
+        /// Whether the payment is completed (the application reads the Payment aggregate).
+        paid: bool,
+    },
     /// The car comes back.
     Complete,
     /// Photos of the car at pickup or return.
@@ -64,7 +67,7 @@ impl BookingAction {
             BookingAction::Reject { .. } => "RejectBooking",
             BookingAction::Cancel { .. } => "CancelBooking",
             BookingAction::Expire => "ExpireBooking",
-            BookingAction::Start => "StartBooking",
+            BookingAction::Start { .. } => "StartBooking",
             BookingAction::Complete => "CompleteBooking",
             BookingAction::AddPhotos { .. } => "AddBookingPhotos",
         }

@@ -89,6 +89,9 @@ pub enum BookingError {
     /// Pickup is not open yet (or is over).
     #[error("pickup is possible from 30 minutes before the start until the end")]
     OutsidePickupTime,
+    /// The booking is not paid yet.
+    #[error("the booking must be paid before pickup")]
+    PaymentRequired,
     /// The vehicle is not taking bookings (inactive, in maintenance, removed).
     #[error("the vehicle is not available for booking")]
     VehicleNotBookable,

@@ -481,7 +481,7 @@ fn the_guest_picks_up_from_thirty_minutes_before_the_start() {
         .when(cmd(
             Some(guest()),
             t("2026-12-03T00:30:00Z"),
-            BookingAction::Start,
+            BookingAction::Start { paid: true },
         ))
         .then_expect_events(vec![BookingEvent::BookingStarted {
             at: t("2026-12-03T00:30:00Z"),
@@ -489,7 +489,11 @@ fn the_guest_picks_up_from_thirty_minutes_before_the_start() {
     for at in ["2026-12-03T00:29:59Z", "2026-12-03T05:30:00Z"] {
         BookingTest::with(())
             .given(vec![requested(), approved()])
-            .when(cmd(Some(guest()), t(at), BookingAction::Start))
+            .when(cmd(
+                Some(guest()),
+                t(at),
+                BookingAction::Start { paid: true },
+            ))
             .then_expect_error(BookingError::OutsidePickupTime);
     }
     BookingTest::with(())
@@ -497,7 +501,7 @@ fn the_guest_picks_up_from_thirty_minutes_before_the_start() {
         .when(cmd(
             Some(host()),
             t("2026-12-03T01:00:00Z"),
-            BookingAction::Start,
+            BookingAction::Start { paid: true },
         ))
         .then_expect_error(BookingError::NotGuest);
     BookingTest::with(())
@@ -505,12 +509,24 @@ fn the_guest_picks_up_from_thirty_minutes_before_the_start() {
         .when(cmd(
             Some(guest()),
             t("2026-12-03T01:00:00Z"),
-            BookingAction::Start,
+            BookingAction::Start { paid: true },
         ))
         .then_expect_error(BookingError::InvalidTransition {
             status: BookingStatus::Pending,
             action: "start",
         });
+}
+
+#[test]
+fn pickup_needs_the_payment() {
+    BookingTest::with(())
+        .given(vec![requested(), approved()])
+        .when(cmd(
+            Some(guest()),
+            t("2026-12-03T00:40:00Z"),
+            BookingAction::Start { paid: false },
+        ))
+        .then_expect_error(BookingError::PaymentRequired);
 }
 
 #[test]

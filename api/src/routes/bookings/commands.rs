@@ -25,6 +25,7 @@ async fn respond(
         .as_ref()
         .map(BookingResponse::from)
         .ok_or_else(|| ApiError::new(ErrorCode::BOOKING001))?;
+    let booking = super::with_payment(state, booking).await?;
     let mut response = HttpResponse::build(status);
     if status == StatusCode::CREATED {
         response.insert_header(("Location", format!("/v1/bookings/{}", booking.id)));
@@ -220,7 +221,15 @@ pub async fn start(
     user: AuthUser,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    transition(&req, &state, &user, id.into_inner(), BookingAction::Start).await
+    // The service reads whether the booking is paid.
+    transition(
+        &req,
+        &state,
+        &user,
+        id.into_inner(),
+        BookingAction::Start { paid: false },
+    )
+    .await
 }
 
 /// Return: the guest or the host completes an active booking; a return more than 15 minutes

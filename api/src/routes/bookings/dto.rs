@@ -173,6 +173,9 @@ pub struct BookingResponse {
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// The payment due once approved (on single reads and command answers; `null` in lists
+    /// and before approval).
+    pub payment: Option<crate::routes::payments::PaymentResponse>,
 }
 
 fn snake<T: Serialize>(value: &T) -> String {
@@ -213,6 +216,7 @@ impl From<&BookingState> for BookingResponse {
             late_minutes: s.late_minutes,
             created_at: s.requested_at,
             updated_at: s.updated_at,
+            payment: None,
         }
     }
 }
@@ -252,6 +256,7 @@ impl From<&BookingRow> for BookingResponse {
             late_minutes: r.late_minutes,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            payment: None,
         }
     }
 }

@@ -25,3 +25,16 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(commands::photos)
         .service(crate::realtime::ws);
 }
+
+/// Adds the booking's payment (from the log) to its response.
+async fn with_payment(
+    state: &crate::state::AppState,
+    mut booking: dto::BookingResponse,
+) -> Result<dto::BookingResponse, crate::error::ApiError> {
+    let payment = state.payments.load(booking.id).await?;
+    booking.payment = payment
+        .state
+        .as_ref()
+        .map(crate::routes::payments::PaymentResponse::from);
+    Ok(booking)
+}

@@ -124,7 +124,8 @@ pub async fn get(
         .await?
         .filter(|r| may_see(r.guest_id, r.host_id))
         .ok_or_else(|| ApiError::new(ErrorCode::BOOKING001))?;
-    Ok(response.json(BookingResponse::from(&row)))
+    let body = super::with_payment(&state, BookingResponse::from(&row)).await?;
+    Ok(response.json(body))
 }
 
 /// Everything that happened to a booking, from the event log: its own events and its car's

@@ -1,0 +1,173 @@
+//! Payment use cases: confirming the guest's Toss payment for an approved booking.
+//!
+//! The payment is opened by the booking's approval (written with it, see
+//! [`crate::bookings::BookingService`]). Processing checks the order id and amount against the
+//! log before anyone calls Toss, confirms with Toss under an idempotency key, and records
+//! exactly what Toss confirmed.
+
+use crate::bus::{CommandBus, CommandError, Committed};
+use crate::clock::Clock;
+use crate::error::InfraError;
+use crate::external::toss::{GatewayError, PaymentGateway};
+use carshare_domain::payment::{
+    Payment, PaymentAction, PaymentCommand, PaymentError, PaymentStatus,
+};
+use carshare_domain::{Actor, Won};
+use carshare_event_store::{CommitSignal, EventMetadata};
+use sqlx::PgPool;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// What the guest's app sends after the Toss widget succeeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessPayment {
+    /// The booking.
+    pub booking_id: Uuid,
+    /// Toss's payment key.
+    pub payment_key: String,
+    /// The order id the widget paid.
+    pub order_id: String,
+    /// The amount the widget paid.
+    pub amount: i64,
+}
+
+/// Why processing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentServiceError {
+    /// The payment refused (wrong order, amount, payer, deadline, already paid).
+    #[error(transparent)]
+    Payment(#[from] PaymentError),
+    /// Toss refused the payment.
+    #[error("Toss refused ({code}): {message}")]
+    Refused {
+        /// Toss's code.
+        code: String,
+        /// Toss's message.
+        message: String,
+    },
+    /// Toss is unreachable or not configured.
+    #[error("payment provider unavailable: {0}")]
+    GatewayUnavailable(String),
+    /// Infrastructure.
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+impl From<CommandError<PaymentError>> for PaymentServiceError {
+    fn from(err: CommandError<PaymentError>) -> Self {
+        match err {
+            CommandError::Rejected(e) => PaymentServiceError::Payment(e),
+            CommandError::Infra(e) => PaymentServiceError::Infra(e),
+        }
+    }
+}
+
+/// Payment use cases.
+pub struct PaymentService {
+    bus: CommandBus<Payment>,
+    gateway: Option<Arc<dyn PaymentGateway>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl PaymentService {
+    /// The service over `pool`; without a gateway, processing answers "unavailable".
+    pub fn new(
+        pool: PgPool,
+        signal: CommitSignal,
+        gateway: Option<Arc<dyn PaymentGateway>>,
+        clock: Arc<dyn Clock>,
+    ) -> PaymentService {
+        PaymentService {
+            bus: CommandBus::new(pool, (), signal, 0),
+            gateway,
+            clock,
+        }
+    }
+
+    /// The payment of a booking, from the log (`state` is `None` while none is due).
+    pub async fn load(&self, booking_id: Uuid) -> Result<Payment, PaymentServiceError> {
+        Ok(self.bus.load(&booking_id.to_string()).await?)
+    }
+
+    /// Confirms the guest's payment with Toss and records it. The same call again (same
+    /// payment key) answers the recorded payment without calling Toss a second time.
+    #[tracing::instrument(name = "payments.process", skip_all, fields(booking_id = %request.booking_id))]
+    pub async fn process(
+        &self,
+        actor: Actor,
+        request: ProcessPayment,
+        meta: &EventMetadata,
+    ) -> Result<Committed<Payment>, PaymentServiceError> {
+        let key = request.booking_id.to_string();
+        let payment = self.bus.load(&key).await?;
+        let amount = Won(request.amount);
+        let state = payment.payable_by(Some(actor), &request.order_id, amount, self.clock.now())?;
+        if state.status == PaymentStatus::Completed {
+            if state.payment_key.as_deref() == Some(request.payment_key.as_str()) {
+                return Ok(Committed {
+                    aggregate: payment,
+                    events: Vec::new(),
+                    cursor: None,
+                });
+            }
+            return Err(PaymentError::AlreadyPaid.into());
+        }
+        let gateway = self.gateway.as_ref().ok_or_else(|| {
+            PaymentServiceError::GatewayUnavailable("TOSS_SECRET_KEY is not configured".into())
+        })?;
+        // One key per (order, payment key): a retried or repeated confirmation is the same
+        // request to Toss.
+        let idempotency_key = format!("{}-{}", request.order_id, request.payment_key);
+        match gateway
+            .confirm(
+                &request.payment_key,
+                &request.order_id,
+                request.amount,
+                &idempotency_key,
+            )
+            .await
+        {
+            Ok(toss) => {
+                if toss.total_amount != request.amount || toss.order_id != request.order_id {
+                    tracing::error!(
+                        toss_amount = toss.total_amount,
+                        toss_order = %toss.order_id,
+                        "Toss confirmed another order or amount than asked"
+                    );
+                    return Err(PaymentServiceError::GatewayUnavailable(
+                        "the provider confirmed another order or amount".into(),
+                    ));
+                }
+                let command = PaymentCommand {
+                    actor: Some(actor),
+                    at: self.clock.now(),
+                    action: PaymentAction::Confirm {
+                        payment_key: toss.payment_key,
+                        order_id: toss.order_id,
+                        amount: Won(toss.total_amount),
+                        method: toss.method,
+                        approved_at: toss.approved_at,
+                        toss_status: toss.status,
+                    },
+                };
+                Ok(self.bus.execute(&key, command, meta).await?)
+            }
+            Err(GatewayError::Refused { code, message }) => {
+                let command = PaymentCommand {
+                    actor: Some(actor),
+                    at: self.clock.now(),
+                    action: PaymentAction::RecordFailure {
+                        payment_key: request.payment_key,
+                        code: code.clone(),
+                        message: message.clone(),
+                    },
+                };
+                self.bus.execute(&key, command, meta).await?;
+                Err(PaymentServiceError::Refused { code, message })
+            }
+            Err(GatewayError::Unavailable(reason)) => {
+                Err(PaymentServiceError::GatewayUnavailable(reason))
+            }
+        }
+    }
+}

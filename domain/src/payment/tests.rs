@@ -1,0 +1,209 @@
+//! Given / when / then for payments.
+
+use super::*;
+use crate::actor::Role;
+use cqrs_es::test::TestFramework;
+
+type PaymentTest = TestFramework<Payment>;
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn booking() -> Uuid {
+    Uuid::from_u128(100)
+}
+
+fn guest() -> Actor {
+    Actor::new(Uuid::from_u128(1), Role::Guest)
+}
+
+fn due() -> PaymentEvent {
+    PaymentEvent::PaymentDue {
+        booking_id: booking(),
+        guest_id: guest().user_id,
+        host_id: Uuid::from_u128(2),
+        order_id: order_id(booking()),
+        amount: Won(54_000),
+        due_at: t("2026-12-01T03:00:00Z"),
+        at: t("2026-12-01T01:00:00Z"),
+    }
+}
+
+fn confirm(key: &str, order: &str, amount: i64) -> PaymentAction {
+    PaymentAction::Confirm {
+        payment_key: key.into(),
+        order_id: order.into(),
+        amount: Won(amount),
+        method: Some("카드".into()),
+        approved_at: Some(t("2026-12-01T01:30:00Z")),
+        toss_status: "DONE".into(),
+    }
+}
+
+fn cmd(actor: Option<Actor>, at: &str, action: PaymentAction) -> PaymentCommand {
+    PaymentCommand {
+        actor,
+        at: t(at),
+        action,
+    }
+}
+
+#[test]
+fn an_approval_opens_a_payment_with_the_booking_order_id() {
+    PaymentTest::with(())
+        .given_no_previous_events()
+        .when(cmd(
+            None,
+            "2026-12-01T01:00:00Z",
+            PaymentAction::Open {
+                booking_id: booking(),
+                guest_id: guest().user_id,
+                host_id: Uuid::from_u128(2),
+                amount: Won(54_000),
+                due_at: t("2026-12-01T03:00:00Z"),
+            },
+        ))
+        .then_expect_events(vec![due()]);
+    assert_eq!(order_id(booking()), "bk-00000000000000000000000000000064");
+}
+
+#[test]
+fn the_guest_pays_the_right_order_and_amount_in_time() {
+    let order = order_id(booking());
+    PaymentTest::with(())
+        .given(vec![due()])
+        .when(cmd(
+            Some(guest()),
+            "2026-12-01T01:30:00Z",
+            confirm("pk_1", &order, 54_000),
+        ))
+        .then_expect_events(vec![PaymentEvent::PaymentConfirmed {
+            payment_key: "pk_1".into(),
+            amount: Won(54_000),
+            method: Some("카드".into()),
+            approved_at: Some(t("2026-12-01T01:30:00Z")),
+            toss_status: "DONE".into(),
+            at: t("2026-12-01T01:30:00Z"),
+        }]);
+    for (actor, order, amount, at, error) in [
+        (
+            Some(Actor::new(Uuid::from_u128(9), Role::Guest)),
+            order.as_str(),
+            54_000,
+            "2026-12-01T01:30:00Z",
+            PaymentError::NotGuest,
+        ),
+        (
+            Some(guest()),
+            "bk-other",
+            54_000,
+            "2026-12-01T01:30:00Z",
+            PaymentError::OrderMismatch,
+        ),
+        (
+            Some(guest()),
+            order.as_str(),
+            100,
+            "2026-12-01T01:30:00Z",
+            PaymentError::AmountMismatch,
+        ),
+        (
+            Some(guest()),
+            order.as_str(),
+            54_000,
+            "2026-12-01T03:00:00Z",
+            PaymentError::Overdue,
+        ),
+    ] {
+        PaymentTest::with(())
+            .given(vec![due()])
+            .when(cmd(actor, at, confirm("pk_1", order, amount)))
+            .then_expect_error(error);
+    }
+}
+
+#[test]
+fn the_same_confirmation_twice_records_once_and_another_is_refused() {
+    let order = order_id(booking());
+    let confirmed = PaymentEvent::PaymentConfirmed {
+        payment_key: "pk_1".into(),
+        amount: Won(54_000),
+        method: None,
+        approved_at: None,
+        toss_status: "DONE".into(),
+        at: t("2026-12-01T01:30:00Z"),
+    };
+    PaymentTest::with(())
+        .given(vec![due(), confirmed.clone()])
+        .when(cmd(
+            Some(guest()),
+            "2026-12-01T05:00:00Z",
+            confirm("pk_1", &order, 54_000),
+        ))
+        .then_expect_events(vec![]);
+    PaymentTest::with(())
+        .given(vec![due(), confirmed])
+        .when(cmd(
+            Some(guest()),
+            "2026-12-01T01:40:00Z",
+            confirm("pk_2", &order, 54_000),
+        ))
+        .then_expect_error(PaymentError::AlreadyPaid);
+}
+
+#[test]
+fn a_refused_attempt_is_recorded_and_the_guest_may_try_again() {
+    let failed = PaymentEvent::PaymentFailed {
+        payment_key: "pk_1".into(),
+        code: "REJECT_CARD_COMPANY".into(),
+        message: "카드사에서 거절했습니다.".into(),
+        at: t("2026-12-01T01:20:00Z"),
+    };
+    PaymentTest::with(())
+        .given(vec![due()])
+        .when(cmd(
+            Some(guest()),
+            "2026-12-01T01:20:00Z",
+            PaymentAction::RecordFailure {
+                payment_key: "pk_1".into(),
+                code: "REJECT_CARD_COMPANY".into(),
+                message: "카드사에서 거절했습니다.".into(),
+            },
+        ))
+        .then_expect_events(vec![failed.clone()]);
+    let mut payment = Payment::default();
+    payment.apply(due());
+    payment.apply(failed);
+    assert_eq!(
+        payment.state.as_ref().unwrap().status,
+        PaymentStatus::Failed
+    );
+    let order = order_id(booking());
+    assert!(payment
+        .decide(cmd(
+            Some(guest()),
+            "2026-12-01T01:25:00Z",
+            confirm("pk_2", &order, 54_000)
+        ))
+        .is_ok());
+}
+
+#[test]
+fn only_the_platform_opens_a_payment_and_only_once() {
+    let open = PaymentAction::Open {
+        booking_id: booking(),
+        guest_id: guest().user_id,
+        host_id: Uuid::from_u128(2),
+        amount: Won(54_000),
+        due_at: t("2026-12-01T03:00:00Z"),
+    };
+    PaymentTest::with(())
+        .given_no_previous_events()
+        .when(cmd(Some(guest()), "2026-12-01T01:00:00Z", open.clone()))
+        .then_expect_error(PaymentError::SystemOnly);
+    PaymentTest::with(())
+        .given(vec![due()])
+        .when(cmd(None, "2026-12-01T01:00:00Z", open))
+        .then_expect_error(PaymentError::AlreadyExists);
+}
