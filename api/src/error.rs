@@ -125,6 +125,8 @@ pub enum ErrorCode {
     PAYMENT006,
     /// 403 — only the booking's guest pays.
     PAYMENT007,
+    /// 409 — the booking ended before it was paid; nothing is owed.
+    PAYMENT008,
     /// 413 — an uploaded file is larger than 10 MB.
     UPLOAD001,
     /// 415 — an uploaded file is not a JPEG, PNG, HEIC or WebP image (judged by content).
@@ -168,9 +170,8 @@ impl ErrorCode {
             | PAYMENT007 => StatusCode::FORBIDDEN,
             VEHICLE002 | VEHICLE003 | VEHICLE007 | SYS001 | ACCOUNT001 | ACCOUNT004 | CORP001
             | CORP002 | IDEM002 | BOOKING002 | BOOKING004 | BOOKING008 | BOOKING009
-            | BOOKING010 | BOOKING011 | BOOKING012 | BOOKING013 | PAYMENT003 | PAYMENT005 => {
-                StatusCode::CONFLICT
-            }
+            | BOOKING010 | BOOKING011 | BOOKING012 | BOOKING013 | PAYMENT003 | PAYMENT005
+            | PAYMENT008 => StatusCode::CONFLICT,
             RATE001 => StatusCode::TOO_MANY_REQUESTS,
             GEO003 | SYS002 | UPLOAD004 | PAYMENT006 => StatusCode::SERVICE_UNAVAILABLE,
             PAYMENT004 => StatusCode::PAYMENT_REQUIRED,
@@ -237,6 +238,7 @@ impl ErrorCode {
             PAYMENT005 => ("결제 기한이 지났습니다.", "The payment deadline has passed."),
             PAYMENT006 => ("결제 서비스를 일시적으로 사용할 수 없습니다. 잠시 후 다시 시도해 주세요.", "The payment service is temporarily unavailable; try again shortly."),
             PAYMENT007 => ("예약한 게스트만 결제할 수 있습니다.", "Only the booking's guest pays."),
+            PAYMENT008 => ("취소된 예약은 결제할 수 없습니다.", "The booking ended; nothing is owed."),
             UPLOAD001 => ("파일은 10MB 이하여야 합니다.", "Each file must be at most 10 MB."),
             UPLOAD002 => ("JPEG, PNG, HEIC, WebP 이미지만 올릴 수 있습니다.", "Only JPEG, PNG, HEIC and WebP images are accepted."),
             UPLOAD003 => ("업로드 양식이 올바르지 않습니다.", "The upload form is invalid."),
@@ -251,7 +253,7 @@ impl ErrorCode {
     }
 
     /// Every code, for the catalogue.
-    pub const ALL: [ErrorCode; 65] = {
+    pub const ALL: [ErrorCode; 66] = {
         use ErrorCode::*;
         [
             REQ001, REQ002, REQ003, REQ004, REQ005, REQ006, REQ007, REQ008, AUTH001, AUTH002,
@@ -260,9 +262,9 @@ impl ErrorCode {
             VEHICLE002, VEHICLE003, VEHICLE004, VEHICLE005, VEHICLE006, VEHICLE007, BOOKING001,
             BOOKING002, BOOKING003, BOOKING004, BOOKING005, BOOKING006, BOOKING007, BOOKING008,
             BOOKING009, BOOKING010, BOOKING011, BOOKING012, BOOKING013, PAYMENT001, PAYMENT002,
-            PAYMENT003, PAYMENT004, PAYMENT005, PAYMENT006, PAYMENT007, UPLOAD001, UPLOAD002,
-            UPLOAD003, UPLOAD004, GEO001, GEO002, GEO003, RATE001, IDEM001, IDEM002, SYS001,
-            SYS002, SYS003,
+            PAYMENT003, PAYMENT004, PAYMENT005, PAYMENT006, PAYMENT007, PAYMENT008, UPLOAD001,
+            UPLOAD002, UPLOAD003, UPLOAD004, GEO001, GEO002, GEO003, RATE001, IDEM001, IDEM002,
+            SYS001, SYS002, SYS003,
         ]
     };
 }

@@ -402,6 +402,10 @@ impl From<PaymentServiceError> for ApiError {
                     ApiError::new(ErrorCode::PAYMENT003)
                 }
                 PaymentError::Overdue => ApiError::new(ErrorCode::PAYMENT005),
+                PaymentError::Voided => ApiError::new(ErrorCode::PAYMENT008),
+                PaymentError::RefundTooLarge | PaymentError::NoPendingRefund => {
+                    ApiError::internal(anyhow::anyhow!("refund bookkeeping refused: {e}"))
+                }
                 PaymentError::NotGuest | PaymentError::SystemOnly => {
                     ApiError::new(ErrorCode::PAYMENT007)
                 }

@@ -22,7 +22,7 @@ use carshare_commands::bookings::{BookingService, ExpirySweeper};
 use carshare_commands::external::kakao::{KakaoGeocoder, KakaoSettings};
 use carshare_commands::external::toss::{PaymentGateway, TossClient, TossSettings};
 use carshare_commands::geocoding::Geocoder;
-use carshare_commands::payments::PaymentService;
+use carshare_commands::payments::{PaymentService, RefundSweeper};
 use carshare_commands::vehicles::VehicleService;
 use carshare_commands::SystemClock;
 use carshare_event_store::relay::Relay;
@@ -286,6 +286,14 @@ impl Application {
             gateway,
             clock.clone(),
         ));
+        if settings.run_projections {
+            let sweeper = RefundSweeper::new(
+                pool.clone(),
+                payments.clone(),
+                settings.booking.expiry_interval,
+            );
+            workers.push(tokio::spawn(sweeper.run(shutdown.child_token())));
+        }
         let hub = Hub::default();
         workers.push(tokio::spawn(
             hub.clone().run(redis.clone(), shutdown.child_token()),

@@ -171,3 +171,120 @@ impl PaymentService {
         }
     }
 }
+
+impl PaymentService {
+    /// Carries out the payment's pending refund with Toss, if it has one. Returns the won
+    /// refunded; a Toss refusal is recorded (`RefundFailed`) for an operator; an outage leaves
+    /// the refund pending for the next attempt (the [`RefundSweeper`]).
+    #[tracing::instrument(name = "payments.refund", skip(self))]
+    pub async fn execute_refund(
+        &self,
+        booking_id: Uuid,
+    ) -> Result<Option<Won>, PaymentServiceError> {
+        let key = booking_id.to_string();
+        let payment = self.bus.load(&key).await?;
+        let Some(state) = payment.state.as_ref() else {
+            return Ok(None);
+        };
+        let (Some(amount), Some(payment_key)) = (state.pending_refund, state.payment_key.clone())
+        else {
+            return Ok(None);
+        };
+        let gateway = self.gateway.as_ref().ok_or_else(|| {
+            PaymentServiceError::GatewayUnavailable("TOSS_SECRET_KEY is not configured".into())
+        })?;
+        // Stable across retries of this refund, distinct from earlier refunds of the payment.
+        let idempotency_key = format!(
+            "refund-{}-{}-{}",
+            state.order_id, state.refunded.0, amount.0
+        );
+        let meta = EventMetadata::system("RefundPayment", self.clock.now());
+        let action = match gateway
+            .refund(&payment_key, amount.0, "예약 취소", &idempotency_key)
+            .await
+        {
+            Ok(refund) => PaymentAction::CompleteRefund {
+                amount,
+                transaction_key: refund.transaction_key,
+            },
+            Err(GatewayError::Refused { code, message }) => {
+                tracing::error!(%booking_id, %code, %message, "Toss refused a refund");
+                PaymentAction::FailRefund { code, message }
+            }
+            Err(GatewayError::Unavailable(reason)) => {
+                return Err(PaymentServiceError::GatewayUnavailable(reason))
+            }
+        };
+        let refunded = matches!(action, PaymentAction::CompleteRefund { .. });
+        let command = PaymentCommand {
+            actor: None,
+            at: self.clock.now(),
+            action,
+        };
+        self.bus.execute(&key, command, &meta).await?;
+        Ok(refunded.then_some(amount))
+    }
+}
+
+/// Payments whose refund was decided and not yet carried out or refused.
+pub async fn pending_refunds(pool: &PgPool, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT r.aggregate_id FROM events r \
+         WHERE r.aggregate_type = 'Payment' AND r.event_type = 'RefundRequested' \
+           AND NOT EXISTS (SELECT 1 FROM events d WHERE d.aggregate_type = 'Payment' \
+             AND d.aggregate_id = r.aggregate_id AND d.sequence > r.sequence \
+             AND d.event_type IN ('PaymentRefunded', 'RefundFailed')) \
+         ORDER BY r.global_position LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(ids
+        .iter()
+        .filter_map(|id| Uuid::parse_str(id).ok())
+        .collect())
+}
+
+/// Retries pending refunds (after a Toss outage) every interval.
+pub struct RefundSweeper {
+    pool: PgPool,
+    service: Arc<PaymentService>,
+    interval: std::time::Duration,
+}
+
+impl RefundSweeper {
+    /// A sweeper over `service`.
+    pub fn new(pool: PgPool, service: Arc<PaymentService>, interval: std::time::Duration) -> Self {
+        RefundSweeper {
+            pool,
+            service,
+            interval,
+        }
+    }
+
+    /// One pass: returns how many refunds were carried out.
+    pub async fn sweep(&self) -> Result<usize, sqlx::Error> {
+        let mut done = 0;
+        for booking_id in pending_refunds(&self.pool, 100).await? {
+            match self.service.execute_refund(booking_id).await {
+                Ok(Some(_)) => done += 1,
+                Ok(None) => {}
+                Err(e) => tracing::warn!(%booking_id, error = %e, "refund still pending"),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Sweeps until `shutdown`.
+    pub async fn run(self, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            if let Err(e) = self.sweep().await {
+                tracing::warn!(error = %e, "refund sweep failed");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(self.interval) => {}
+            }
+        }
+    }
+}

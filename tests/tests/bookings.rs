@@ -1166,3 +1166,249 @@ async fn payments_are_checked_before_toss_and_refusals_and_outages_are_clear() {
     .unwrap();
     assert_eq!(confirmed, 1);
 }
+
+#[tokio::test]
+async fn cancelling_voids_an_unpaid_payment_and_refunds_a_paid_one() {
+    let s = scene().await;
+    let app = &s.app;
+    let toss = app.toss.as_ref().unwrap();
+    // Approved, unpaid, cancelled by the guest: nothing can be charged any more.
+    let start = slot(Duration::days(3));
+    let (_, booking) = json(
+        app.post(
+            "/v1/bookings",
+            Some(&s.guest),
+            &booking_body(&s.vehicle, start, start + Duration::hours(2)),
+        )
+        .await,
+    )
+    .await;
+    let id = booking["id"].as_str().unwrap().to_string();
+    json(
+        app.put(
+            &format!("/v1/bookings/{id}/approve"),
+            Some(&s.host),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    let (status, cancelled) = json(
+        app.put(
+            &format!("/v1/bookings/{id}/cancel"),
+            Some(&s.guest),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["payment"]["status"], "voided");
+    let order = format!("bk-{}", id.replace('-', ""));
+    let (status, body) = json(
+        app.post(
+            "/v1/payments/process",
+            Some(&s.guest),
+            &json!({"booking_id": id, "payment_key": "pk_x", "order_id": order, "amount": 24_000}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_error(&body, "PAYMENT008");
+
+    // Approved, paid, cancelled by the host: refunded in full through Toss.
+    let start = slot(Duration::days(4));
+    let (_, booking) = json(
+        app.post(
+            "/v1/bookings",
+            Some(&s.guest),
+            &booking_body(&s.vehicle, start, start + Duration::hours(2)),
+        )
+        .await,
+    )
+    .await;
+    let id = booking["id"].as_str().unwrap().to_string();
+    let order = format!("bk-{}", id.replace('-', ""));
+    json(
+        app.put(
+            &format!("/v1/bookings/{id}/approve"),
+            Some(&s.host),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    Mock::given(path("/v1/payments/confirm"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(toss_done("pk_paid", &order, 24_000)),
+        )
+        .mount(toss)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/payments/pk_paid/cancel"))
+        .and(header("authorization", toss_basic()))
+        .and(body_json(json!({"cancelReason": "예약 취소", "cancelAmount": 24_000})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "paymentKey": "pk_paid", "orderId": order, "status": "CANCELED", "totalAmount": 24_000,
+            "cancels": [{"cancelAmount": 24_000, "cancelReason": "예약 취소", "transactionKey": "tx_refund_1"}]
+        })))
+        .expect(1)
+        .mount(toss)
+        .await;
+    let (status, _) = json(
+        app.post("/v1/payments/process", Some(&s.guest), &json!({"booking_id": id, "payment_key": "pk_paid", "order_id": order, "amount": 24_000}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, cancelled) = json(
+        app.put(
+            &format!("/v1/bookings/{id}/cancel"),
+            Some(&s.host),
+            &json!({"reason": "차량 고장"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["cancellation"]["refund_amount"], 24_000);
+    let pool = app.pool().clone();
+    let refunded = eventually(std::time::Duration::from_secs(5), || {
+        let pool = pool.clone();
+        let id = id.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'PaymentRefunded'",
+            )
+            .bind(&id)
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(0)
+                == 1
+        }
+    })
+    .await;
+    assert!(refunded, "the refund was carried out");
+    let (_, now) = json(app.get(&format!("/v1/bookings/{id}"), Some(&s.guest)).await).await;
+    assert_eq!(now["payment"]["refunded_amount"], 24_000, "{now}");
+    assert!(now["payment"]["pending_refund"].is_null());
+    toss.verify().await;
+}
+
+#[tokio::test]
+async fn a_guest_cancelling_late_gets_half_back() {
+    use carshare_commands::external::toss::{TossClient, TossSettings};
+    use carshare_commands::payments::{PaymentService, ProcessPayment};
+    use carshare_domain::booking::BookingAction;
+    let s = scene().await;
+    let app = &s.app;
+    let toss = app.toss.as_ref().unwrap();
+    let clock = ManualClock::at(Utc::now());
+    let signal = CommitSignal::default();
+    let bookings = BookingService::new(
+        app.pool().clone(),
+        signal.clone(),
+        Arc::new(clock.clone()),
+        BookingPolicy::default(),
+    );
+    let gateway = TossClient::new(TossSettings::new(
+        toss.uri(),
+        secrecy::SecretString::from(TOSS_SECRET_KEY),
+    ))
+    .unwrap();
+    let payments = PaymentService::new(
+        app.pool().clone(),
+        signal,
+        Some(Arc::new(gateway)),
+        Arc::new(clock.clone()),
+    );
+    let guest = Actor::new(s.guest_id, Role::Guest);
+    let host_id: Uuid = sqlx::query_scalar("SELECT owner_id FROM read.vehicles WHERE id = $1")
+        .bind(Uuid::parse_str(&s.vehicle).unwrap())
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    let host = Actor::new(host_id, Role::Host);
+    let meta = EventMetadata::system("Test", Utc::now());
+    // Booked 30 hours ahead, 3 hours long: 36,000 won.
+    let start = slot(Duration::hours(30));
+    let done = bookings
+        .request(
+            guest,
+            RequestBooking {
+                vehicle_id: s.vehicle.parse().unwrap(),
+                start,
+                end: start + Duration::hours(3),
+                guest_message: None,
+            },
+            &meta,
+        )
+        .await
+        .unwrap();
+    let id = done.booking.state.unwrap().id;
+    bookings
+        .execute(
+            Some(host),
+            id,
+            BookingAction::Approve {
+                host_response: None,
+            },
+            &meta,
+        )
+        .await
+        .unwrap();
+    let order = carshare_domain::payment::order_id(id);
+    Mock::given(path("/v1/payments/confirm"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(toss_done("pk_half", &order, 36_000)),
+        )
+        .mount(toss)
+        .await;
+    Mock::given(path("/v1/payments/pk_half/cancel"))
+        .and(body_json(
+            json!({"cancelReason": "예약 취소", "cancelAmount": 18_000}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"paymentKey": "pk_half", "cancels": [{"transactionKey": "tx_half"}]}),
+        ))
+        .expect(1)
+        .mount(toss)
+        .await;
+    payments
+        .process(
+            guest,
+            ProcessPayment {
+                booking_id: id,
+                payment_key: "pk_half".into(),
+                order_id: order,
+                amount: 36_000,
+            },
+            &meta,
+        )
+        .await
+        .unwrap();
+    // Eight hours later: more than an hour after booking, less than 24 hours before the start.
+    clock.advance(Duration::hours(8));
+    let cancelled = bookings
+        .execute(
+            Some(guest),
+            id,
+            BookingAction::Cancel { reason: None },
+            &meta,
+        )
+        .await
+        .unwrap();
+    let cancellation = cancelled.booking.state.unwrap().cancellation.unwrap();
+    assert_eq!(cancellation.refund_amount, carshare_domain::Won(18_000));
+    assert_eq!(
+        payments.execute_refund(id).await.unwrap(),
+        Some(carshare_domain::Won(18_000))
+    );
+    let paid = payments.load(id).await.unwrap().state.unwrap();
+    assert_eq!(paid.refunded, carshare_domain::Won(18_000));
+    assert_eq!(paid.kept(), carshare_domain::Won(18_000));
+    // Nothing more is pending: a second run refunds nothing.
+    assert_eq!(payments.execute_refund(id).await.unwrap(), None);
+    toss.verify().await;
+}

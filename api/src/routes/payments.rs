@@ -41,7 +41,8 @@ pub struct PaymentResponse {
     pub order_id: String,
     /// Amount due, in won.
     pub amount: i64,
-    /// `pending`, `completed` or `failed` (the last attempt was refused; try again).
+    /// `pending`, `completed`, `failed` (the last attempt was refused; try again) or `voided`
+    /// (the booking ended unpaid).
     pub status: String,
     /// Pay before this instant (2 hours after approval, never after the start).
     pub due_at: DateTime<Utc>,
@@ -51,6 +52,10 @@ pub struct PaymentResponse {
     pub method: Option<String>,
     /// When Toss approved it.
     pub approved_at: Option<DateTime<Utc>>,
+    /// Won refunded by Toss so far.
+    pub refunded_amount: i64,
+    /// A refund decided (by a cancellation) and not yet carried out by Toss.
+    pub pending_refund: Option<i64>,
 }
 
 impl From<&PaymentState> for PaymentResponse {
@@ -64,6 +69,8 @@ impl From<&PaymentState> for PaymentResponse {
             payment_key: p.payment_key.clone(),
             method: p.method.clone(),
             approved_at: p.approved_at,
+            refunded_amount: p.refunded.amount(),
+            pending_refund: p.pending_refund.map(|w| w.amount()),
         }
     }
 }

@@ -316,6 +316,40 @@ impl BookingService {
                     VEHICLE_SNAPSHOT_EVERY,
                 )?);
             }
+            // A cancellation closes the payment in the same transaction: an unpaid one is voided
+            // (nothing can be charged for a cancelled booking), a paid one gets its refund
+            // decided, which Toss then carries out.
+            if let Some(BookingEvent::BookingCancelled { refund_amount, .. }) = events
+                .iter()
+                .find(|e| matches!(e, BookingEvent::BookingCancelled { .. }))
+            {
+                let (payment, payment_seq) = self
+                    .payments
+                    .load_versioned(&booking_key)
+                    .await
+                    .map_err(|e| match e {
+                        CommandError::Rejected(e) => InfraError::Internal(Box::new(e)),
+                        CommandError::Infra(e) => e,
+                    })?;
+                let payment_events = payment
+                    .decide(PaymentCommand {
+                        actor: None,
+                        at,
+                        action: PaymentAction::Close {
+                            refund: *refund_amount,
+                            reason: "BookingCancelled".into(),
+                        },
+                    })
+                    .map_err(|e| InfraError::Internal(Box::new(e)))?;
+                let payment_after = applied(payment, &payment_events);
+                batches.push(Batch::new::<Payment>(
+                    &booking_key,
+                    payment_seq,
+                    &payment_events,
+                    &payment_after,
+                    0,
+                )?);
+            }
             // An approval makes the total due: the payment opens in the same transaction.
             if let (Some(approved), Some(state)) = (
                 events

@@ -227,5 +227,15 @@ fn payment_summary(event: &PaymentEvent) -> String {
         PaymentEvent::PaymentFailed { code, message, .. } => {
             format!("Toss refused the payment: {code} ({message}).")
         }
+        PaymentEvent::PaymentVoided { reason, .. } => {
+            format!("The payment was voided: the booking ended unpaid ({reason}).")
+        }
+        PaymentEvent::RefundRequested { amount, reason, .. } => {
+            format!("A refund of {amount} was decided ({reason}).")
+        }
+        PaymentEvent::PaymentRefunded { amount, .. } => format!("Toss refunded {amount}."),
+        PaymentEvent::RefundFailed { code, message, .. } => {
+            format!("Toss refused the refund: {code} ({message}); an operator must act.")
+        }
     }
 }

@@ -60,6 +60,22 @@ pub trait PaymentGateway: Send + Sync {
         amount: i64,
         idempotency_key: &str,
     ) -> Result<TossPayment, GatewayError>;
+
+    /// Refunds `amount` of the payment `payment_key` (partial when less than what is left).
+    async fn refund(
+        &self,
+        payment_key: &str,
+        amount: i64,
+        reason: &str,
+        idempotency_key: &str,
+    ) -> Result<TossRefund, GatewayError>;
+}
+
+/// A refund as Toss recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TossRefund {
+    /// Toss's transaction key of the cancellation.
+    pub transaction_key: Option<String>,
 }
 
 /// Settings of the Toss client.
@@ -121,35 +137,42 @@ impl TossClient {
             settings,
         })
     }
+}
 
-    async fn attempt(
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CancelledPayment {
+    #[serde(default)]
+    cancels: Vec<CancelEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CancelEntry {
+    transaction_key: Option<String>,
+}
+
+impl TossClient {
+    async fn post<T: serde::de::DeserializeOwned>(
         &self,
-        payment_key: &str,
-        order_id: &str,
-        amount: i64,
+        path: &str,
+        body: serde_json::Value,
         idempotency_key: &str,
-    ) -> Result<TossPayment, CallError> {
-        let url = format!(
-            "{}/v1/payments/confirm",
-            self.settings.base_url.trim_end_matches('/')
-        );
+    ) -> Result<T, CallError> {
+        let url = format!("{}{path}", self.settings.base_url.trim_end_matches('/'));
         let response = self
             .http
             .post(url)
             .header("Authorization", self.authorization.expose_secret())
             .header("Idempotency-Key", idempotency_key)
-            .json(&serde_json::json!({
-                "paymentKey": payment_key,
-                "orderId": order_id,
-                "amount": amount,
-            }))
+            .json(&body)
             .send()
             .await
             .map_err(|e| CallError::from_reqwest(&e))?;
         let status = response.status();
         if status.is_success() {
             return response
-                .json::<TossPayment>()
+                .json::<T>()
                 .await
                 .map_err(|e| CallError::Decode(e.to_string()));
         }
@@ -169,6 +192,27 @@ impl TossClient {
             message: body.and_then(|b| b.message).unwrap_or_default(),
         })
     }
+
+    async fn guarded<T, Fut>(&self, call: impl Fn() -> Fut) -> Result<T, GatewayError>
+    where
+        Fut: std::future::Future<Output = Result<T, CallError>>,
+    {
+        let result = self
+            .breaker
+            .call(self.settings.retry.run(SERVICE, |_| call()))
+            .await;
+        match result {
+            Ok(value) => Ok(value),
+            Err(CallError::Refused { code, message, .. }) => Err(GatewayError::Refused {
+                code: code.unwrap_or_else(|| "UNKNOWN".into()),
+                message,
+            }),
+            Err(err) => {
+                tracing::warn!(error = %err, "Toss call failed");
+                Err(GatewayError::Unavailable(err.to_string()))
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -181,23 +225,34 @@ impl PaymentGateway for TossClient {
         amount: i64,
         idempotency_key: &str,
     ) -> Result<TossPayment, GatewayError> {
-        let result = self
-            .breaker
-            .call(self.settings.retry.run(SERVICE, |_| {
-                self.attempt(payment_key, order_id, amount, idempotency_key)
-            }))
-            .await;
-        match result {
-            Ok(payment) => Ok(payment),
-            Err(CallError::Refused { code, message, .. }) => Err(GatewayError::Refused {
-                code: code.unwrap_or_else(|| "UNKNOWN".into()),
-                message,
-            }),
-            Err(err) => {
-                tracing::warn!(error = %err, "Toss confirmation failed");
-                Err(GatewayError::Unavailable(err.to_string()))
-            }
-        }
+        let body = serde_json::json!({
+            "paymentKey": payment_key,
+            "orderId": order_id,
+            "amount": amount,
+        });
+        self.guarded(|| self.post("/v1/payments/confirm", body.clone(), idempotency_key))
+            .await
+    }
+
+    #[tracing::instrument(name = "toss.refund", skip_all)]
+    async fn refund(
+        &self,
+        payment_key: &str,
+        amount: i64,
+        reason: &str,
+        idempotency_key: &str,
+    ) -> Result<TossRefund, GatewayError> {
+        let body = serde_json::json!({"cancelReason": reason, "cancelAmount": amount});
+        let path = format!("/v1/payments/{payment_key}/cancel");
+        let cancelled: CancelledPayment = self
+            .guarded(|| self.post(&path, body.clone(), idempotency_key))
+            .await?;
+        Ok(TossRefund {
+            transaction_key: cancelled
+                .cancels
+                .last()
+                .and_then(|c| c.transaction_key.clone()),
+        })
     }
 }
 

@@ -33,6 +33,8 @@ pub enum PaymentStatus {
     Completed,
     /// The last attempt was refused by Toss; the guest may try again until the deadline.
     Failed,
+    /// The booking ended before it was paid: nothing is owed any more.
+    Voided,
 }
 
 impl PaymentStatus {
@@ -42,6 +44,7 @@ impl PaymentStatus {
             PaymentStatus::Pending => "pending",
             PaymentStatus::Completed => "completed",
             PaymentStatus::Failed => "failed",
+            PaymentStatus::Voided => "voided",
         }
     }
 }
@@ -87,6 +90,28 @@ pub enum PaymentAction {
         approved_at: Option<DateTime<Utc>>,
         /// Toss's status, e.g. `DONE`.
         toss_status: String,
+    },
+    /// The booking ended (cancelled, rejected, expired): void an unpaid payment, or ask for
+    /// `refund` of a completed one (issued by the platform).
+    Close {
+        /// Won to give back (the booking's policy decided it); ignored when unpaid.
+        refund: Won,
+        /// Why, e.g. `BookingCancelled`.
+        reason: String,
+    },
+    /// Toss carried out the pending refund.
+    CompleteRefund {
+        /// Won refunded.
+        amount: Won,
+        /// Toss's transaction key of the cancellation.
+        transaction_key: Option<String>,
+    },
+    /// Toss refused the pending refund (needs an operator).
+    FailRefund {
+        /// Toss's code.
+        code: String,
+        /// Toss's message.
+        message: String,
     },
     /// Toss refused an attempt.
     RecordFailure {
@@ -134,6 +159,40 @@ pub enum PaymentEvent {
         /// When recorded.
         at: DateTime<Utc>,
     },
+    /// The booking ended unpaid: nothing is owed.
+    PaymentVoided {
+        /// Why.
+        reason: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A refund of a completed payment was decided (the booking's cancellation policy).
+    RefundRequested {
+        /// Won to give back.
+        amount: Won,
+        /// Why.
+        reason: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Toss carried the refund out.
+    PaymentRefunded {
+        /// Won refunded.
+        amount: Won,
+        /// Toss's transaction key.
+        transaction_key: Option<String>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Toss refused the refund.
+    RefundFailed {
+        /// Toss's code.
+        code: String,
+        /// Toss's message.
+        message: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// Toss refused an attempt.
     PaymentFailed {
         /// The attempt's payment key.
@@ -154,6 +213,10 @@ impl PaymentEvent {
             PaymentEvent::PaymentDue { .. } => "PaymentDue",
             PaymentEvent::PaymentConfirmed { .. } => "PaymentConfirmed",
             PaymentEvent::PaymentFailed { .. } => "PaymentFailed",
+            PaymentEvent::PaymentVoided { .. } => "PaymentVoided",
+            PaymentEvent::RefundRequested { .. } => "RefundRequested",
+            PaymentEvent::PaymentRefunded { .. } => "PaymentRefunded",
+            PaymentEvent::RefundFailed { .. } => "RefundFailed",
         }
     }
 
@@ -162,7 +225,11 @@ impl PaymentEvent {
         match self {
             PaymentEvent::PaymentDue { at, .. }
             | PaymentEvent::PaymentConfirmed { at, .. }
-            | PaymentEvent::PaymentFailed { at, .. } => *at,
+            | PaymentEvent::PaymentFailed { at, .. }
+            | PaymentEvent::PaymentVoided { at, .. }
+            | PaymentEvent::RefundRequested { at, .. }
+            | PaymentEvent::PaymentRefunded { at, .. }
+            | PaymentEvent::RefundFailed { at, .. } => *at,
         }
     }
 }
@@ -204,6 +271,15 @@ pub enum PaymentError {
     /// The deadline passed.
     #[error("the payment deadline has passed")]
     Overdue,
+    /// The booking ended before it was paid.
+    #[error("the booking ended; nothing is owed")]
+    Voided,
+    /// A refund larger than what is left of the payment.
+    #[error("a refund cannot exceed what was paid")]
+    RefundTooLarge,
+    /// No refund is pending.
+    #[error("no refund is pending")]
+    NoPendingRefund,
 }
 
 /// The Payment aggregate.
@@ -238,6 +314,23 @@ pub struct PaymentState {
     pub approved_at: Option<DateTime<Utc>>,
     /// The last refusal (code, message).
     pub last_failure: Option<(String, String)>,
+    /// Won refunded by Toss so far.
+    #[serde(default)]
+    pub refunded: Won,
+    /// A refund decided and not yet carried out by Toss.
+    #[serde(default)]
+    pub pending_refund: Option<Won>,
+}
+
+impl PaymentState {
+    /// What the platform keeps: paid minus refunded (0 unless completed).
+    pub fn kept(&self) -> Won {
+        if self.status == PaymentStatus::Completed {
+            Won(self.amount.0 - self.refunded.0)
+        } else {
+            Won::ZERO
+        }
+    }
 }
 
 impl Aggregate for Payment {
@@ -282,6 +375,8 @@ impl Aggregate for Payment {
                     method: None,
                     approved_at: None,
                     last_failure: None,
+                    refunded: Won::ZERO,
+                    pending_refund: None,
                 })
             }
             PaymentEvent::PaymentConfirmed {
@@ -300,6 +395,28 @@ impl Aggregate for Payment {
             PaymentEvent::PaymentFailed { code, message, .. } => {
                 if let Some(s) = self.state.as_mut() {
                     s.status = PaymentStatus::Failed;
+                    s.last_failure = Some((code, message));
+                }
+            }
+            PaymentEvent::PaymentVoided { .. } => {
+                if let Some(s) = self.state.as_mut() {
+                    s.status = PaymentStatus::Voided;
+                }
+            }
+            PaymentEvent::RefundRequested { amount, .. } => {
+                if let Some(s) = self.state.as_mut() {
+                    s.pending_refund = Some(amount);
+                }
+            }
+            PaymentEvent::PaymentRefunded { amount, .. } => {
+                if let Some(s) = self.state.as_mut() {
+                    s.refunded = Won(s.refunded.0 + amount.0);
+                    s.pending_refund = None;
+                }
+            }
+            PaymentEvent::RefundFailed { code, message, .. } => {
+                if let Some(s) = self.state.as_mut() {
+                    s.pending_refund = None;
                     s.last_failure = Some((code, message));
                 }
             }
@@ -361,6 +478,56 @@ impl Payment {
                     at,
                 }])
             }
+            PaymentAction::Close { refund, reason } => {
+                if actor.is_some() {
+                    return Err(PaymentError::SystemOnly);
+                }
+                let Some(state) = self.state.as_ref() else {
+                    return Ok(Vec::new()); // never approved: nothing was due
+                };
+                match state.status {
+                    PaymentStatus::Pending | PaymentStatus::Failed => {
+                        Ok(vec![PaymentEvent::PaymentVoided { reason, at }])
+                    }
+                    PaymentStatus::Voided => Ok(Vec::new()),
+                    PaymentStatus::Completed => {
+                        if refund.0 <= 0 {
+                            return Ok(Vec::new());
+                        }
+                        let left = state.kept().0 - state.pending_refund.map_or(0, |w| w.0);
+                        if refund.0 > left {
+                            return Err(PaymentError::RefundTooLarge);
+                        }
+                        Ok(vec![PaymentEvent::RefundRequested {
+                            amount: refund,
+                            reason,
+                            at,
+                        }])
+                    }
+                }
+            }
+            PaymentAction::CompleteRefund {
+                amount,
+                transaction_key,
+            } => {
+                let state = self.state.as_ref().ok_or(PaymentError::NotFound)?;
+                match state.pending_refund {
+                    Some(pending) if pending == amount => Ok(vec![PaymentEvent::PaymentRefunded {
+                        amount,
+                        transaction_key,
+                        at,
+                    }]),
+                    Some(_) => Err(PaymentError::RefundTooLarge),
+                    None => Err(PaymentError::NoPendingRefund),
+                }
+            }
+            PaymentAction::FailRefund { code, message } => {
+                let state = self.state.as_ref().ok_or(PaymentError::NotFound)?;
+                if state.pending_refund.is_none() {
+                    return Err(PaymentError::NoPendingRefund);
+                }
+                Ok(vec![PaymentEvent::RefundFailed { code, message, at }])
+            }
             PaymentAction::RecordFailure {
                 payment_key,
                 code,
@@ -399,6 +566,9 @@ impl Payment {
         }
         if amount != state.amount {
             return Err(PaymentError::AmountMismatch);
+        }
+        if state.status == PaymentStatus::Voided {
+            return Err(PaymentError::Voided);
         }
         if state.status != PaymentStatus::Completed && at >= state.due_at {
             return Err(PaymentError::Overdue);

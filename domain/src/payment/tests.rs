@@ -207,3 +207,99 @@ fn only_the_platform_opens_a_payment_and_only_once() {
         .when(cmd(None, "2026-12-01T01:00:00Z", open))
         .then_expect_error(PaymentError::AlreadyExists);
 }
+
+#[test]
+fn closing_voids_an_unpaid_payment_and_refunds_a_paid_one_within_what_was_paid() {
+    let close = |refund: i64| PaymentAction::Close {
+        refund: Won(refund),
+        reason: "BookingCancelled".into(),
+    };
+    PaymentTest::with(())
+        .given(vec![due()])
+        .when(cmd(None, "2026-12-01T02:00:00Z", close(54_000)))
+        .then_expect_events(vec![PaymentEvent::PaymentVoided {
+            reason: "BookingCancelled".into(),
+            at: t("2026-12-01T02:00:00Z"),
+        }]);
+    let mut voided = Payment::default();
+    voided.apply(due());
+    voided.apply(PaymentEvent::PaymentVoided {
+        reason: "BookingCancelled".into(),
+        at: t("2026-12-01T02:00:00Z"),
+    });
+    let order = order_id(booking());
+    assert_eq!(
+        voided.decide(cmd(
+            Some(guest()),
+            "2026-12-01T02:10:00Z",
+            confirm("pk_1", &order, 54_000)
+        )),
+        Err(PaymentError::Voided)
+    );
+    let confirmed = PaymentEvent::PaymentConfirmed {
+        payment_key: "pk_1".into(),
+        amount: Won(54_000),
+        method: None,
+        approved_at: None,
+        toss_status: "DONE".into(),
+        at: t("2026-12-01T01:30:00Z"),
+    };
+    PaymentTest::with(())
+        .given(vec![due(), confirmed.clone()])
+        .when(cmd(None, "2026-12-02T00:00:00Z", close(27_000)))
+        .then_expect_events(vec![PaymentEvent::RefundRequested {
+            amount: Won(27_000),
+            reason: "BookingCancelled".into(),
+            at: t("2026-12-02T00:00:00Z"),
+        }]);
+    PaymentTest::with(())
+        .given(vec![due(), confirmed.clone()])
+        .when(cmd(None, "2026-12-02T00:00:00Z", close(60_000)))
+        .then_expect_error(PaymentError::RefundTooLarge);
+    PaymentTest::with(())
+        .given(vec![due(), confirmed.clone()])
+        .when(cmd(None, "2026-12-02T00:00:00Z", close(0)))
+        .then_expect_events(vec![]);
+    // The refund completes for exactly the pending amount; what is kept follows.
+    let requested = PaymentEvent::RefundRequested {
+        amount: Won(27_000),
+        reason: "BookingCancelled".into(),
+        at: t("2026-12-02T00:00:00Z"),
+    };
+    PaymentTest::with(())
+        .given(vec![due(), confirmed.clone(), requested.clone()])
+        .when(cmd(
+            None,
+            "2026-12-02T00:00:05Z",
+            PaymentAction::CompleteRefund {
+                amount: Won(27_000),
+                transaction_key: Some("tx_1".into()),
+            },
+        ))
+        .then_expect_events(vec![PaymentEvent::PaymentRefunded {
+            amount: Won(27_000),
+            transaction_key: Some("tx_1".into()),
+            at: t("2026-12-02T00:00:05Z"),
+        }]);
+    let mut payment = Payment::default();
+    for e in [due(), confirmed, requested] {
+        payment.apply(e);
+    }
+    payment.apply(PaymentEvent::PaymentRefunded {
+        amount: Won(27_000),
+        transaction_key: None,
+        at: t("2026-12-02T00:00:05Z"),
+    });
+    assert_eq!(payment.state.as_ref().unwrap().kept(), Won(27_000));
+    assert_eq!(
+        payment.decide(cmd(
+            None,
+            "2026-12-02T00:01:00Z",
+            PaymentAction::CompleteRefund {
+                amount: Won(1),
+                transaction_key: None
+            }
+        )),
+        Err(PaymentError::NoPendingRefund)
+    );
+}

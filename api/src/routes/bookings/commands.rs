@@ -190,14 +190,17 @@ pub async fn cancel(
     body: OptionalJson<CancelRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let reason = body.0.unwrap_or_default().reason;
-    transition(
-        &req,
-        &state,
-        &user,
-        id.into_inner(),
-        BookingAction::Cancel { reason },
-    )
-    .await
+    let id = id.into_inner();
+    let response = transition(&req, &state, &user, id, BookingAction::Cancel { reason }).await?;
+    // A paid booking's refund was decided with the cancellation: carry it out with Toss now
+    // (the refund sweeper retries it if Toss is down).
+    let payments = state.payments.clone();
+    tokio::spawn(async move {
+        if let Err(e) = payments.execute_refund(id).await {
+            tracing::warn!(booking_id = %id, error = %e, "refund left pending");
+        }
+    });
+    Ok(response)
 }
 
 /// Pickup: the guest starts an approved booking, from 30 minutes before its start until its end.
