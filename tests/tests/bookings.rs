@@ -1412,3 +1412,78 @@ async fn a_guest_cancelling_late_gets_half_back() {
     assert_eq!(payments.execute_refund(id).await.unwrap(), None);
     toss.verify().await;
 }
+
+#[tokio::test]
+async fn an_approved_booking_left_unpaid_is_cancelled_at_its_payment_deadline() {
+    use carshare_domain::booking::BookingAction;
+    let s = scene().await;
+    let app = &s.app;
+    let clock = ManualClock::at(Utc::now());
+    let service = Arc::new(BookingService::new(
+        app.pool().clone(),
+        CommitSignal::default(),
+        Arc::new(clock.clone()),
+        BookingPolicy::default(),
+    ));
+    let sweeper = ExpirySweeper::new(
+        app.pool().clone(),
+        service.clone(),
+        std::time::Duration::from_secs(60),
+    );
+    let host_id: Uuid = sqlx::query_scalar("SELECT owner_id FROM read.vehicles WHERE id = $1")
+        .bind(Uuid::parse_str(&s.vehicle).unwrap())
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    let meta = EventMetadata::system("Test", Utc::now());
+    let start = slot(Duration::days(1));
+    let done = service
+        .request(
+            Actor::new(s.guest_id, Role::Guest),
+            RequestBooking {
+                vehicle_id: s.vehicle.parse().unwrap(),
+                start,
+                end: start + Duration::hours(2),
+                guest_message: None,
+            },
+            &meta,
+        )
+        .await
+        .unwrap();
+    let id = done.booking.state.unwrap().id;
+    service
+        .execute(
+            Some(Actor::new(host_id, Role::Host)),
+            id,
+            BookingAction::Approve {
+                host_response: None,
+            },
+            &meta,
+        )
+        .await
+        .unwrap();
+    let pool = app.pool().clone();
+    assert!(status_becomes(&pool, id, "approved").await);
+    // Not yet due: the platform may not cancel.
+    clock.advance(Duration::minutes(119));
+    assert_eq!(sweeper.sweep().await.unwrap().cancelled_unpaid, 0);
+    // Two hours after approval, unpaid: cancelled by the platform, nothing to refund, car free.
+    clock.advance(Duration::minutes(1));
+    let report = sweeper.sweep().await.unwrap();
+    assert_eq!(report.cancelled_unpaid, 1, "{report:?}");
+    assert!(status_becomes(&pool, id, "cancelled").await);
+    let (_, body) = json(app.get(&format!("/v1/bookings/{id}"), Some(&s.guest)).await).await;
+    assert_eq!(body["cancellation"]["by"], "platform");
+    assert_eq!(body["cancellation"]["refund_rule"], "not_paid");
+    assert_eq!(body["payment"]["status"], "voided");
+    let (status, _) = json(
+        app.post(
+            "/v1/bookings",
+            Some(&s.guest),
+            &booking_body(&s.vehicle, start, start + Duration::hours(2)),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "the car was released");
+}

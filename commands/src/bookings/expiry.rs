@@ -22,6 +22,8 @@ const SWEEP_LIMIT: i64 = 500;
 pub struct SweepReport {
     /// Requests expired.
     pub expired: usize,
+    /// Approved bookings cancelled because their payment deadline passed unpaid.
+    pub cancelled_unpaid: usize,
     /// Candidates the log showed were already answered or expired.
     pub skipped: usize,
     /// Candidates that failed for an infrastructure reason (retried next sweep).
@@ -53,7 +55,9 @@ impl ExpirySweeper {
         );
         loop {
             match self.sweep().await {
-                Ok(report) if report.expired > 0 || report.failed > 0 => {
+                Ok(report)
+                    if report.expired > 0 || report.cancelled_unpaid > 0 || report.failed > 0 =>
+                {
                     tracing::info!(?report, "booking expiry sweep")
                 }
                 Ok(_) => {}
@@ -88,8 +92,45 @@ impl ExpirySweeper {
                 }
             }
         }
+        for booking_id in unpaid_candidates(&self.pool, now, SWEEP_LIMIT).await? {
+            let meta = EventMetadata::system("CancelUnpaidBooking", now);
+            match self
+                .service
+                .execute(None, booking_id, BookingAction::CancelUnpaid, &meta)
+                .await
+            {
+                Ok(_) => report.cancelled_unpaid += 1,
+                Err(BookingServiceError::Booking(
+                    BookingError::InvalidTransition { .. } | BookingError::NotDueToExpire,
+                )) => report.skipped += 1,
+                Err(e) => {
+                    tracing::warn!(%booking_id, error = %e, "could not cancel an unpaid booking");
+                    report.failed += 1;
+                }
+            }
+        }
         Ok(report)
     }
+}
+
+/// Approved bookings whose payment may be overdue (approved more than the payment window ago,
+/// or starting now); the command checks the payment itself.
+async fn unpaid_candidates(
+    pool: &PgPool,
+    now: chrono::DateTime<chrono::Utc>,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let window = carshare_domain::payment::DEFAULT_PAYMENT_WINDOW;
+    sqlx::query_scalar(
+        "SELECT id FROM read.bookings WHERE status = 'approved' \
+           AND (updated_at <= $1 OR start_datetime <= $2) \
+         ORDER BY updated_at LIMIT $3",
+    )
+    .bind(now - window)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
 }
 
 /// Pending requests past their deadline, from the read model.

@@ -278,6 +278,25 @@ impl BookingService {
                             .is_some_and(|p| p.status == PaymentStatus::Completed),
                     }
                 }
+                // Only a payment past its deadline, not paid, lets the platform cancel.
+                BookingAction::CancelUnpaid => {
+                    let payment = self
+                        .payments
+                        .load(&booking_key)
+                        .await
+                        .map_err(|e| match e {
+                            CommandError::Rejected(e) => InfraError::Internal(Box::new(e)),
+                            CommandError::Infra(e) => e,
+                        })?;
+                    let overdue = payment.state.as_ref().is_some_and(|p| {
+                        matches!(p.status, PaymentStatus::Pending | PaymentStatus::Failed)
+                            && at >= p.due_at
+                    });
+                    if !overdue {
+                        return Err(BookingError::NotDueToExpire.into());
+                    }
+                    BookingAction::CancelUnpaid
+                }
                 other => other.clone(),
             };
             let events = booking.decide(BookingCommand { actor, at, action })?;

@@ -232,6 +232,7 @@ impl Booking {
             }
             BookingAction::Cancel { reason } => state.cancel(actor, at, reason),
             BookingAction::Expire => state.expire(actor, at),
+            BookingAction::CancelUnpaid => state.cancel_unpaid(actor, at),
             BookingAction::Start { paid } => state.start(actor, at, paid),
             BookingAction::Complete => state.complete(actor, at),
             BookingAction::AddPhotos { kind, keys } => state.add_photos(actor, at, kind, keys),
@@ -408,6 +409,26 @@ impl BookingState {
             reason,
             refund_rule,
             refund_amount,
+            at,
+        }])
+    }
+
+    fn cancel_unpaid(
+        &self,
+        actor: Option<Actor>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<BookingEvent>, BookingError> {
+        if actor.is_some() {
+            return Err(BookingError::SystemOnly);
+        }
+        if self.status != BookingStatus::Approved {
+            return Err(self.refuse("cancel"));
+        }
+        Ok(vec![BookingEvent::BookingCancelled {
+            by: CancelledBy::Platform,
+            reason: Some("payment_overdue".into()),
+            refund_rule: super::rules::RefundRule::NotPaid,
+            refund_amount: Won::ZERO,
             at,
         }])
     }

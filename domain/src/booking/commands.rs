@@ -42,6 +42,9 @@ pub enum BookingAction {
     },
     /// The platform expires an unanswered request.
     Expire,
+    /// The platform cancels an approved booking whose payment deadline passed unpaid (the
+    /// application checks the payment).
+    CancelUnpaid,
     /// The guest picks the car up; `paid` says whether the booking's payment is completed.
     Start {
         /// Whether the payment is completed (the application reads the Payment aggregate).
@@ -67,6 +70,7 @@ impl BookingAction {
             BookingAction::Reject { .. } => "RejectBooking",
             BookingAction::Cancel { .. } => "CancelBooking",
             BookingAction::Expire => "ExpireBooking",
+            BookingAction::CancelUnpaid => "CancelUnpaidBooking",
             BookingAction::Start { .. } => "StartBooking",
             BookingAction::Complete => "CompleteBooking",
             BookingAction::AddPhotos { .. } => "AddBookingPhotos",

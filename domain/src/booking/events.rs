@@ -21,6 +21,8 @@ pub enum CancelledBy {
     Host,
     /// A platform admin (refunds like a host cancellation).
     Admin,
+    /// The platform itself: the booking was not paid by its deadline.
+    Platform,
 }
 
 impl CancelledBy {
@@ -30,6 +32,7 @@ impl CancelledBy {
             CancelledBy::Guest => "guest",
             CancelledBy::Host => "host",
             CancelledBy::Admin => "admin",
+            CancelledBy::Platform => "platform",
         }
     }
 }

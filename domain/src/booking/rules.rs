@@ -137,6 +137,8 @@ pub enum RefundRule {
     LessThan24HoursBefore,
     /// Cancelled after the start: nothing back.
     AfterStart,
+    /// Cancelled by the platform because it was never paid: nothing was paid, nothing back.
+    NotPaid,
 }
 
 impl RefundRule {
@@ -147,7 +149,7 @@ impl RefundRule {
             | RefundRule::AtLeast24HoursBefore
             | RefundRule::WithinAnHourOfBooking => 100,
             RefundRule::LessThan24HoursBefore => 50,
-            RefundRule::AfterStart => 0,
+            RefundRule::AfterStart | RefundRule::NotPaid => 0,
         }
     }
 }

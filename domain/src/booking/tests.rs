@@ -670,3 +670,40 @@ fn applying_the_lifecycle_keeps_the_state() {
     assert_eq!(state.total_amount + Won::ZERO, Won(54_000));
     assert_eq!(state.platform_fee + state.host_share, state.total_amount);
 }
+
+#[test]
+fn the_platform_cancels_an_approved_booking_left_unpaid() {
+    BookingTest::with(())
+        .given(vec![requested(), approved()])
+        .when(cmd(
+            None,
+            t("2026-12-01T03:00:00Z"),
+            BookingAction::CancelUnpaid,
+        ))
+        .then_expect_events(vec![BookingEvent::BookingCancelled {
+            by: CancelledBy::Platform,
+            reason: Some("payment_overdue".into()),
+            refund_rule: RefundRule::NotPaid,
+            refund_amount: Won::ZERO,
+            at: t("2026-12-01T03:00:00Z"),
+        }]);
+    BookingTest::with(())
+        .given(vec![requested(), approved()])
+        .when(cmd(
+            Some(guest()),
+            t("2026-12-01T03:00:00Z"),
+            BookingAction::CancelUnpaid,
+        ))
+        .then_expect_error(BookingError::SystemOnly);
+    BookingTest::with(())
+        .given(vec![requested()])
+        .when(cmd(
+            None,
+            t("2026-12-01T03:00:00Z"),
+            BookingAction::CancelUnpaid,
+        ))
+        .then_expect_error(BookingError::InvalidTransition {
+            status: BookingStatus::Pending,
+            action: "cancel",
+        });
+}
