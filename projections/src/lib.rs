@@ -9,6 +9,8 @@ pub mod bookings;
 pub mod consumer;
 mod fold;
 pub mod metrics;
+mod paging;
+pub mod payments;
 pub mod progress;
 pub mod projection;
 pub mod rebuild;
@@ -28,6 +30,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(vehicles::VehicleProjection),
         Arc::new(bookings::BookingProjection),
+        Arc::new(payments::PaymentProjection),
     ]
 }
 

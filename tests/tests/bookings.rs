@@ -1165,6 +1165,19 @@ async fn payments_are_checked_before_toss_and_refusals_and_outages_are_clear() {
     .await
     .unwrap();
     assert_eq!(confirmed, 1);
+
+    // The payment history shows it to the guest and the host, and to nobody else.
+    let (status, mine) = json(app.get("/v1/payments/history", Some(&s.guest)).await).await;
+    assert_eq!(status, StatusCode::OK, "{mine}");
+    assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(mine[0]["booking_id"], id.as_str());
+    assert_eq!(mine[0]["status"], "completed");
+    assert_eq!(mine[0]["payment_key"], "pk_2");
+    let (_, hosted) = json(app.get("/v1/payments/history", Some(&s.host)).await).await;
+    assert_eq!(hosted[0]["amount"], 24_000);
+    let (_, stranger) = app.user(Role::Guest);
+    let (_, none) = json(app.get("/v1/payments/history", Some(&stranger)).await).await;
+    assert_eq!(none, json!([]));
 }
 
 #[tokio::test]

@@ -1288,6 +1288,7 @@ async fn the_openapi_document_covers_every_route_and_error() {
         "POST /v1/bookings/{id}/photos",
         "POST /v1/vehicles/{id}/images",
         "POST /v1/payments/process",
+        "GET /v1/payments/history",
     ]
     .into_iter()
     .map(String::from)

@@ -5,17 +5,109 @@ use crate::error::{ApiError, ErrorResponse};
 use crate::extract::ValidJson;
 use crate::routes::{command_metadata, settle_command};
 use crate::state::AppState;
-use actix_web::{post, web, HttpRequest, HttpResponse};
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use carshare_commands::payments::ProcessPayment;
 use carshare_domain::payment::PaymentState;
+use carshare_projections::payments::PaymentRow;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 /// Registers the routes.
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(process);
+    cfg.service(process).service(history);
+}
+
+/// Parameters of `GET /v1/payments/history`.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    /// `guest` (payments you made) or `host` (payments for your cars); default: your role.
+    pub role: Option<crate::routes::bookings::dto::ListRoleWire>,
+    /// Page size (default 20, at most 100).
+    pub limit: Option<i64>,
+    /// The `X-Next-Cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Wait until the read model has reached this stream position (from `X-Stream-Position`).
+    pub min_position: Option<String>,
+}
+
+impl From<&PaymentRow> for PaymentResponse {
+    fn from(p: &PaymentRow) -> Self {
+        PaymentResponse {
+            booking_id: p.id,
+            order_id: p.order_id.clone(),
+            amount: p.amount,
+            status: p.status.clone(),
+            due_at: p.due_at,
+            payment_key: p.payment_key.clone(),
+            method: p.method.clone(),
+            approved_at: p.approved_at,
+            refunded_amount: p.refunded_amount,
+            pending_refund: p.pending_refund,
+        }
+    }
+}
+
+/// The caller's payments, newest first: as guest (what you paid) or as host (what guests paid
+/// for your cars; the default for hosts). The next page's cursor is in `X-Next-Cursor`.
+#[utoipa::path(
+    tag = "payments",
+    params(HistoryParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Vec<PaymentResponse>,
+         headers(("X-Next-Cursor" = String, description = "Cursor of the next page, if any"))),
+        (status = 400, body = ErrorResponse),
+        (status = 401, body = ErrorResponse),
+        (status = 503, body = ErrorResponse)
+    )
+)]
+#[get("/payments/history")]
+pub async fn history(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    params: crate::extract::ValidQuery<HistoryParams>,
+) -> Result<HttpResponse, ApiError> {
+    use crate::routes::bookings::dto::ListRoleWire;
+    let p = params.0;
+    let as_host = match p.role {
+        Some(ListRoleWire::Host) => true,
+        Some(ListRoleWire::Guest) => false,
+        None => user.role == carshare_domain::Role::Host,
+    };
+    let after = match p.cursor.as_deref() {
+        None => None,
+        Some(token) => Some(
+            carshare_projections::vehicles::OwnerCursor::decode(token).ok_or_else(|| {
+                ApiError::invalid_field(
+                    "cursor",
+                    "invalid_cursor",
+                    "cursor 값이 올바르지 않습니다.",
+                    "Unknown cursor.",
+                )
+            })?,
+        ),
+    };
+    let limit = crate::routes::page_size(p.limit)?;
+    let mut response = HttpResponse::Ok();
+    crate::routes::await_position(
+        &state,
+        &[carshare_projections::payments::NAME],
+        p.min_position.as_deref(),
+        &mut response,
+    )
+    .await?;
+    let (rows, next) =
+        carshare_projections::payments::history(&state.pool, user.id, as_host, after, limit)
+            .await?;
+    if let Some(next) = next {
+        response.insert_header((crate::routes::NEXT_CURSOR, next.encode()));
+    }
+    let body: Vec<PaymentResponse> = rows.iter().map(PaymentResponse::from).collect();
+    Ok(response.json(body))
 }
 
 /// What the app sends after the Toss payment widget succeeded.
@@ -124,6 +216,12 @@ pub async fn process(
         .map(PaymentResponse::from)
         .ok_or_else(|| ApiError::new(crate::error::ErrorCode::PAYMENT001))?;
     let mut response = HttpResponse::Ok();
-    settle_command(&state, &[], done.cursor, &mut response).await;
+    settle_command(
+        &state,
+        &[carshare_projections::payments::NAME],
+        done.cursor,
+        &mut response,
+    )
+    .await;
     Ok(response.json(payment))
 }

@@ -59,24 +59,12 @@ pub async fn list(
     if let Some(status) = q.status {
         sql.push(" AND status = ").push_bind(status.as_str());
     }
-    if let Some(after) = q.after {
-        sql.push(" AND (created_at, id) < (")
-            .push_bind(after.created_at)
-            .push(", ")
-            .push_bind(after.id)
-            .push(")");
-    }
-    sql.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-        .push_bind(q.limit + 1);
-    let mut rows: Vec<BookingRow> = sql.build_query_as().fetch_all(pool).await?;
-    let next = if rows.len() as i64 > q.limit {
-        rows.truncate(usize::try_from(q.limit).unwrap_or(0));
-        rows.last().map(|r| BookingCursor {
+    crate::paging::finish_query(&mut sql, q.after, q.limit);
+    let rows: Vec<BookingRow> = sql.build_query_as().fetch_all(pool).await?;
+    Ok(crate::paging::split_page(rows, q.limit, |r| {
+        crate::vehicles::OwnerCursor {
             created_at: r.created_at,
             id: r.id,
-        })
-    } else {
-        None
-    };
-    Ok((rows, next))
+        }
+    }))
 }

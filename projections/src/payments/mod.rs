@@ -1,0 +1,247 @@
+//! The `payments` projection: table `read.payments`, one row per booking payment. It serves the
+//! payment history of guests and hosts.
+
+use crate::fold::{aggregate_ids, decode, fold, row_sequence, AggregateRow, Folded};
+use crate::projection::{Poisoned, Projection, Target};
+use async_trait::async_trait;
+use carshare_domain::payment::{Payment, PaymentEvent, PaymentStatus};
+use carshare_event_store::{StoredEvent, StreamReader};
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// Name of the projection.
+pub const NAME: &str = "payments";
+
+/// Columns, in table order.
+const COLUMNS: &str = "id, guest_id, host_id, order_id, amount, status, due_at, payment_key, \
+    method, approved_at, refunded_amount, pending_refund, last_failure, created_at, updated_at, \
+    last_sequence, last_position";
+
+/// A payment as the read side knows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct PaymentRow {
+    /// The booking's id.
+    pub id: Uuid,
+    /// Who pays.
+    pub guest_id: Uuid,
+    /// Whose car.
+    pub host_id: Uuid,
+    /// Toss order id.
+    pub order_id: String,
+    /// Amount due.
+    pub amount: i64,
+    /// `pending`, `completed`, `failed`, `voided`.
+    pub status: String,
+    /// Deadline.
+    pub due_at: DateTime<Utc>,
+    /// Toss's key of the confirmed payment.
+    pub payment_key: Option<String>,
+    /// Method.
+    pub method: Option<String>,
+    /// Toss's approval time.
+    pub approved_at: Option<DateTime<Utc>>,
+    /// Won refunded.
+    pub refunded_amount: i64,
+    /// Refund decided, not yet carried out.
+    pub pending_refund: Option<i64>,
+    /// The last refusal's Toss code.
+    pub last_failure: Option<String>,
+    /// When it became due.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// Sequence of the last event applied.
+    pub last_sequence: i64,
+    /// Its position.
+    pub last_position: i64,
+}
+
+impl AggregateRow for PaymentRow {
+    fn last_sequence(&self) -> i64 {
+        self.last_sequence
+    }
+
+    fn create(id: Uuid, stored: &StoredEvent) -> Result<Self, String> {
+        match decode::<PaymentEvent>(stored)? {
+            PaymentEvent::PaymentDue {
+                guest_id,
+                host_id,
+                order_id,
+                amount,
+                due_at,
+                at,
+                ..
+            } => Ok(PaymentRow {
+                id,
+                guest_id,
+                host_id,
+                order_id,
+                amount: amount.amount(),
+                status: PaymentStatus::Pending.as_str().into(),
+                due_at,
+                payment_key: None,
+                method: None,
+                approved_at: None,
+                refunded_amount: 0,
+                pending_refund: None,
+                last_failure: None,
+                created_at: at,
+                updated_at: at,
+                last_sequence: stored.sequence,
+                last_position: stored.position,
+            }),
+            other => Err(format!(
+                "{} before PaymentDue (sequence {})",
+                other.name(),
+                stored.sequence
+            )),
+        }
+    }
+
+    fn apply(&mut self, stored: &StoredEvent) -> Result<(), String> {
+        let event: PaymentEvent = decode(stored)?;
+        self.updated_at = event.at();
+        match event {
+            PaymentEvent::PaymentDue { .. } => return Err("PaymentDue twice".into()),
+            PaymentEvent::PaymentConfirmed {
+                payment_key,
+                method,
+                approved_at,
+                ..
+            } => {
+                self.status = PaymentStatus::Completed.as_str().into();
+                self.payment_key = Some(payment_key);
+                self.method = method;
+                self.approved_at = approved_at;
+            }
+            PaymentEvent::PaymentFailed { code, .. } => {
+                self.status = PaymentStatus::Failed.as_str().into();
+                self.last_failure = Some(code);
+            }
+            PaymentEvent::PaymentVoided { .. } => {
+                self.status = PaymentStatus::Voided.as_str().into();
+            }
+            PaymentEvent::RefundRequested { amount, .. } => {
+                self.pending_refund = Some(amount.amount())
+            }
+            PaymentEvent::PaymentRefunded { amount, .. } => {
+                self.refunded_amount += amount.amount();
+                self.pending_refund = None;
+            }
+            PaymentEvent::RefundFailed { code, .. } => {
+                self.pending_refund = None;
+                self.last_failure = Some(code);
+            }
+        }
+        self.last_sequence = stored.sequence;
+        self.last_position = stored.position;
+        Ok(())
+    }
+}
+
+/// Builds `read.payments`.
+pub struct PaymentProjection;
+
+#[async_trait]
+impl Projection for PaymentProjection {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["payments"]
+    }
+
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &[Payment::TYPE]
+    }
+
+    fn needs_metadata(&self) -> bool {
+        false
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        target: Target,
+        reader: &StreamReader,
+        events: &[StoredEvent],
+    ) -> Result<Vec<Poisoned>, sqlx::Error> {
+        let table = target.table("payments");
+        let events: Vec<&StoredEvent> = events
+            .iter()
+            .filter(|e| self.handles(&e.aggregate_type))
+            .collect();
+        let ids = aggregate_ids(&events);
+        let mut rows: HashMap<Uuid, PaymentRow> = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            let loaded: Vec<PaymentRow> =
+                sqlx::query_as(&format!("SELECT {COLUMNS} FROM {table} WHERE id = ANY($1)"))
+                    .bind(&ids)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            loaded.into_iter().map(|r| (r.id, r)).collect()
+        };
+        let Folded { changed, poisoned } = fold(reader, &mut rows, &events, "payment").await?;
+        let changed: Vec<&PaymentRow> = changed.iter().filter_map(|id| rows.get(id)).collect();
+        if !changed.is_empty() {
+            let json =
+                serde_json::to_value(&changed).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            sqlx::query(&format!(
+                "INSERT INTO {table} AS cur ({COLUMNS}) \
+                 SELECT {COLUMNS} FROM jsonb_populate_recordset(NULL::{table}, $1) \
+                 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
+                   payment_key = EXCLUDED.payment_key, method = EXCLUDED.method, \
+                   approved_at = EXCLUDED.approved_at, refunded_amount = EXCLUDED.refunded_amount, \
+                   pending_refund = EXCLUDED.pending_refund, last_failure = EXCLUDED.last_failure, \
+                   updated_at = EXCLUDED.updated_at, last_sequence = EXCLUDED.last_sequence, \
+                   last_position = EXCLUDED.last_position \
+                 WHERE cur.last_sequence < EXCLUDED.last_sequence"
+            ))
+            .bind(Json(json))
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(poisoned)
+    }
+
+    async fn applied_sequence(
+        &self,
+        pool: &PgPool,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<i64, sqlx::Error> {
+        if !self.handles(aggregate_type) {
+            return Ok(0);
+        }
+        row_sequence(pool, "read.payments", aggregate_id).await
+    }
+}
+
+/// A page of one user's payments (as guest or as host), newest first, and the next cursor.
+pub async fn history(
+    pool: &PgPool,
+    user_id: Uuid,
+    as_host: bool,
+    after: Option<crate::vehicles::OwnerCursor>,
+    limit: i64,
+) -> Result<(Vec<PaymentRow>, Option<crate::vehicles::OwnerCursor>), sqlx::Error> {
+    let column = if as_host { "host_id" } else { "guest_id" };
+    let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "SELECT {COLUMNS} FROM read.payments WHERE {column} = "
+    ));
+    sql.push_bind(user_id);
+    crate::paging::finish_query(&mut sql, after, limit);
+    let rows: Vec<PaymentRow> = sql.build_query_as().fetch_all(pool).await?;
+    Ok(crate::paging::split_page(rows, limit, |r| {
+        crate::vehicles::OwnerCursor {
+            created_at: r.created_at,
+            id: r.id,
+        }
+    }))
+}
