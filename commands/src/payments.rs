@@ -288,3 +288,83 @@ impl RefundSweeper {
         }
     }
 }
+
+/// What a webhook delivery led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconciled {
+    /// Toss reported a payment the log did not have yet; it is recorded now.
+    Recorded,
+    /// The log already agreed with Toss.
+    Unchanged,
+    /// Not a payment of this platform (unknown order or key).
+    Unknown,
+}
+
+impl Reconciled {
+    /// The name recorded with the delivery.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reconciled::Recorded => "recorded",
+            Reconciled::Unchanged => "unchanged",
+            Reconciled::Unknown => "unknown",
+        }
+    }
+}
+
+impl PaymentService {
+    /// Reconciles the payment `payment_key` with what Toss says now (webhook bodies are not
+    /// signed, so they are only a hint to ask Toss). A payment Toss completed that the log does
+    /// not have (a confirmation whose answer was lost) is recorded; repeats change nothing.
+    #[tracing::instrument(name = "payments.reconcile", skip(self))]
+    pub async fn reconcile(&self, payment_key: &str) -> Result<Reconciled, PaymentServiceError> {
+        let gateway = self.gateway.as_ref().ok_or_else(|| {
+            PaymentServiceError::GatewayUnavailable("TOSS_SECRET_KEY is not configured".into())
+        })?;
+        let toss = match gateway.payment(payment_key).await {
+            Ok(toss) => toss,
+            Err(GatewayError::Refused { .. }) => return Ok(Reconciled::Unknown),
+            Err(GatewayError::Unavailable(reason)) => {
+                return Err(PaymentServiceError::GatewayUnavailable(reason))
+            }
+        };
+        let Some(booking_id) = toss
+            .order_id
+            .strip_prefix("bk-")
+            .and_then(|hex| Uuid::parse_str(hex).ok())
+        else {
+            return Ok(Reconciled::Unknown);
+        };
+        let key = booking_id.to_string();
+        let payment = self.bus.load(&key).await?;
+        let Some(state) = payment.state.as_ref() else {
+            return Ok(Reconciled::Unknown);
+        };
+        if toss.status != "DONE" || state.status == PaymentStatus::Completed {
+            return Ok(Reconciled::Unchanged);
+        }
+        let meta = EventMetadata::system("ReconcilePayment", self.clock.now());
+        let command = PaymentCommand {
+            actor: None,
+            at: self.clock.now(),
+            action: PaymentAction::Confirm {
+                payment_key: toss.payment_key,
+                order_id: toss.order_id,
+                amount: Won(toss.total_amount),
+                method: toss.method,
+                approved_at: toss.approved_at,
+                toss_status: toss.status,
+            },
+        };
+        match self.bus.execute(&key, command, &meta).await {
+            Ok(done) if done.events.is_empty() => Ok(Reconciled::Unchanged),
+            Ok(_) => Ok(Reconciled::Recorded),
+            Err(CommandError::Rejected(e)) => {
+                // Toss holds money the log cannot accept (voided, overdue, another amount):
+                // an operator must refund it by hand.
+                tracing::error!(%booking_id, error = %e, "Toss reports a payment the platform refuses; refund it manually");
+                Ok(Reconciled::Unchanged)
+            }
+            Err(CommandError::Infra(e)) => Err(e.into()),
+        }
+    }
+}

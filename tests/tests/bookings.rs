@@ -1500,3 +1500,87 @@ async fn an_approved_booking_left_unpaid_is_cancelled_at_its_payment_deadline() 
     .await;
     assert_eq!(status, StatusCode::CREATED, "the car was released");
 }
+
+#[tokio::test]
+async fn the_webhook_reconciles_with_toss_and_tolerates_repeats_and_strangers() {
+    let s = scene().await;
+    let app = &s.app;
+    let toss = app.toss.as_ref().unwrap();
+    let start = slot(Duration::days(2));
+    let (_, booking) = json(
+        app.post(
+            "/v1/bookings",
+            Some(&s.guest),
+            &booking_body(&s.vehicle, start, start + Duration::hours(2)),
+        )
+        .await,
+    )
+    .await;
+    let id = booking["id"].as_str().unwrap().to_string();
+    let order = format!("bk-{}", id.replace('-', ""));
+    json(
+        app.put(
+            &format!("/v1/bookings/{id}/approve"),
+            Some(&s.host),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    // The guest paid, but the confirmation's answer never reached us; Toss reports it.
+    Mock::given(method("GET"))
+        .and(path("/v1/payments/pk_hook"))
+        .and(header("authorization", toss_basic()))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(toss_done("pk_hook", &order, 24_000)),
+        )
+        .mount(toss)
+        .await;
+    let hook = json!({"eventType": "PAYMENT_STATUS_CHANGED", "createdAt": Utc::now().to_rfc3339(),
+                      "data": {"paymentKey": "pk_hook", "orderId": order, "status": "DONE"}});
+    for expected in ["recorded", "unchanged"] {
+        let (status, body) = json(app.post("/v1/payments/webhook", None, &hook).await).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["result"], expected);
+    }
+    let (_, now) = json(app.get(&format!("/v1/bookings/{id}"), Some(&s.guest)).await).await;
+    assert_eq!(now["payment"]["status"], "completed");
+    assert_eq!(now["payment"]["payment_key"], "pk_hook");
+    // Toss does not know the key: recorded as unknown, answered 200.
+    Mock::given(method("GET"))
+        .and(path("/v1/payments/pk_nobody"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(
+            json!({"code": "NOT_FOUND_PAYMENT", "message": "존재하지 않는 결제 정보 입니다."}),
+        ))
+        .mount(toss)
+        .await;
+    let stranger = json!({"eventType": "PAYMENT_STATUS_CHANGED", "data": {"paymentKey": "pk_nobody", "orderId": "other-shop-1"}});
+    let (status, body) = json(app.post("/v1/payments/webhook", None, &stranger).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["result"], "unknown");
+    let (status, body) = json(
+        app.post(
+            "/v1/payments/webhook",
+            None,
+            &json!({"eventType": "DEPOSIT_CALLBACK"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["result"], "ignored");
+    let outcomes: Vec<String> =
+        sqlx::query_scalar("SELECT outcome FROM payment_webhook_deliveries ORDER BY id")
+            .fetch_all(app.pool())
+            .await
+            .unwrap();
+    assert_eq!(outcomes, ["recorded", "unchanged", "unknown", "ignored"]);
+    let confirmed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'PaymentConfirmed'",
+    )
+    .bind(&id)
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
+    assert_eq!(confirmed, 1);
+}

@@ -1289,6 +1289,7 @@ async fn the_openapi_document_covers_every_route_and_error() {
         "POST /v1/vehicles/{id}/images",
         "POST /v1/payments/process",
         "GET /v1/payments/history",
+        "POST /v1/payments/webhook",
     ]
     .into_iter()
     .map(String::from)

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 /// Registers the routes.
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(process).service(history);
+    cfg.service(process).service(history).service(webhook);
 }
 
 /// Parameters of `GET /v1/payments/history`.
@@ -224,4 +224,66 @@ pub async fn process(
     )
     .await;
     Ok(response.json(payment))
+}
+
+/// Toss Payments webhook (`PAYMENT_STATUS_CHANGED`). The bodies are not signed, so the server
+/// asks Toss for the payment (`GET /v1/payments/{paymentKey}`) and reconciles the log with it:
+/// a payment Toss completed that the log lacks is recorded; repeats and out-of-order deliveries
+/// change nothing; unknown payments and other event types are recorded and answered 200 so Toss
+/// stops retrying. When Toss cannot be asked, the answer is 503 and Toss delivers again.
+#[utoipa::path(
+    tag = "payments",
+    request_body = Object,
+    responses(
+        (status = 200, description = "Handled (or ignored)"),
+        (status = 400, body = ErrorResponse),
+        (status = 503, description = "Toss could not be asked; deliver again", body = ErrorResponse)
+    )
+)]
+#[post("/payments/webhook")]
+pub async fn webhook(
+    state: web::Data<AppState>,
+    body: ValidJson<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.0;
+    let event_type = body["eventType"].as_str().unwrap_or_default().to_string();
+    let payment_key = body["data"]["paymentKey"].as_str().map(str::to_string);
+    let order_id = body["data"]["orderId"].as_str().map(str::to_string);
+    let outcome = match (event_type.as_str(), payment_key.as_deref()) {
+        ("PAYMENT_STATUS_CHANGED", Some(key)) => match state.payments.reconcile(key).await {
+            Ok(result) => result.as_str(),
+            Err(e) => {
+                record_delivery(&state, &event_type, &payment_key, &order_id, "retry", &body).await;
+                return Err(e.into());
+            }
+        },
+        ("PAYMENT_STATUS_CHANGED", None) => "unknown",
+        _ => "ignored",
+    };
+    record_delivery(&state, &event_type, &payment_key, &order_id, outcome, &body).await;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"result": outcome})))
+}
+
+async fn record_delivery(
+    state: &AppState,
+    event_type: &str,
+    payment_key: &Option<String>,
+    order_id: &Option<String>,
+    outcome: &str,
+    body: &serde_json::Value,
+) {
+    let recorded = sqlx::query(
+        "INSERT INTO payment_webhook_deliveries (event_type, payment_key, order_id, outcome, body) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(event_type)
+    .bind(payment_key)
+    .bind(order_id)
+    .bind(outcome)
+    .bind(sqlx::types::Json(body))
+    .execute(&state.pool)
+    .await;
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, outcome, "webhook delivery not recorded");
+    }
 }

@@ -61,6 +61,9 @@ pub trait PaymentGateway: Send + Sync {
         idempotency_key: &str,
     ) -> Result<TossPayment, GatewayError>;
 
+    /// The payment `payment_key` as Toss has it now.
+    async fn payment(&self, payment_key: &str) -> Result<TossPayment, GatewayError>;
+
     /// Refunds `amount` of the payment `payment_key` (partial when less than what is left).
     async fn refund(
         &self,
@@ -232,6 +235,44 @@ impl PaymentGateway for TossClient {
         });
         self.guarded(|| self.post("/v1/payments/confirm", body.clone(), idempotency_key))
             .await
+    }
+
+    #[tracing::instrument(name = "toss.payment", skip_all)]
+    async fn payment(&self, payment_key: &str) -> Result<TossPayment, GatewayError> {
+        let url = format!(
+            "{}/v1/payments/{payment_key}",
+            self.settings.base_url.trim_end_matches('/')
+        );
+        self.guarded(|| async {
+            let response = self
+                .http
+                .get(&url)
+                .header("Authorization", self.authorization.expose_secret())
+                .send()
+                .await
+                .map_err(|e| CallError::from_reqwest(&e))?;
+            let status = response.status();
+            if status.is_success() {
+                return response
+                    .json::<TossPayment>()
+                    .await
+                    .map_err(|e| CallError::Decode(e.to_string()));
+            }
+            let code = status.as_u16();
+            if status.is_server_error() || code == 429 {
+                return Err(CallError::Unavailable { status: code });
+            }
+            if code == 401 {
+                return Err(CallError::Unauthorized { status: code });
+            }
+            let body: Option<TossErrorBody> = response.json().await.ok();
+            Err(CallError::Refused {
+                status: code,
+                code: body.as_ref().and_then(|b| b.code.clone()),
+                message: body.and_then(|b| b.message).unwrap_or_default(),
+            })
+        })
+        .await
     }
 
     #[tracing::instrument(name = "toss.refund", skip_all)]
