@@ -5,6 +5,7 @@
 //! log before anyone calls Toss, confirms with Toss under an idempotency key, and records
 //! exactly what Toss confirmed.
 
+use crate::append::{append, Batch};
 use crate::bus::{CommandBus, CommandError, Committed};
 use crate::clock::Clock;
 use crate::error::InfraError;
@@ -64,6 +65,7 @@ impl From<CommandError<PaymentError>> for PaymentServiceError {
 
 /// Payment use cases.
 pub struct PaymentService {
+    pool: PgPool,
     bus: CommandBus<Payment>,
     gateway: Option<Arc<dyn PaymentGateway>>,
     clock: Arc<dyn Clock>,
@@ -78,7 +80,8 @@ impl PaymentService {
         clock: Arc<dyn Clock>,
     ) -> PaymentService {
         PaymentService {
-            bus: CommandBus::new(pool, (), signal, 0),
+            bus: CommandBus::new(pool.clone(), (), signal, 0),
+            pool,
             gateway,
             clock,
         }
@@ -366,5 +369,127 @@ impl PaymentService {
             }
             Err(CommandError::Infra(e)) => Err(e.into()),
         }
+    }
+}
+
+/// A settlement issued by [`PaymentService::settle`].
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The settlement's id.
+    pub settlement_id: Uuid,
+    /// The host.
+    pub host_id: Uuid,
+    /// Its statement.
+    pub event: carshare_domain::payment::settlement::SettlementEvent,
+}
+
+impl PaymentService {
+    /// Settles every completed payment of a completed trip that ended before `cutoff` and is
+    /// not settled yet: one settlement per host, its payments marked settled in the same
+    /// transaction, so running it twice settles nothing twice. Candidates come from the read
+    /// models; each payment decides from the log whether it can still be settled.
+    #[tracing::instrument(name = "payments.settle", skip(self, meta))]
+    pub async fn settle(
+        &self,
+        cutoff: chrono::DateTime<chrono::Utc>,
+        meta: &EventMetadata,
+    ) -> Result<Vec<Issued>, PaymentServiceError> {
+        use carshare_domain::payment::settlement::{IssueSettlement, Settlement, SettlementLine};
+        let candidates: Vec<(Uuid, Uuid)> = sqlx::query_as(
+            "SELECT p.id, p.host_id FROM read.payments p JOIN read.bookings b ON b.id = p.id \
+             WHERE p.status = 'completed' AND p.settlement_id IS NULL AND p.pending_refund IS NULL \
+               AND b.status = 'completed' AND b.end_datetime < $1 \
+             ORDER BY p.host_id, p.id",
+        )
+        .bind(cutoff)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(InfraError::from)?;
+        let mut by_host: std::collections::BTreeMap<Uuid, Vec<Uuid>> = Default::default();
+        for (booking, host) in candidates {
+            by_host.entry(host).or_default().push(booking);
+        }
+        let at = self.clock.now();
+        let mut issued = Vec::new();
+        for (host_id, bookings) in by_host {
+            let settlement_id = Uuid::new_v4();
+            let mut batches = Vec::new();
+            let mut lines = Vec::new();
+            for booking in bookings {
+                let key = booking.to_string();
+                let (payment, seq) = self.bus.load_versioned(&key).await?;
+                let events = payment.decide(PaymentCommand {
+                    actor: None,
+                    at,
+                    action: PaymentAction::Settle { settlement_id },
+                })?;
+                let Some(carshare_domain::payment::PaymentEvent::PaymentSettled {
+                    kept,
+                    platform_fee,
+                    host_share,
+                    ..
+                }) = events.first().cloned()
+                else {
+                    continue;
+                };
+                let Some(state) = payment.state.as_ref() else {
+                    continue;
+                };
+                lines.push(SettlementLine {
+                    booking_id: booking,
+                    paid: state.amount,
+                    refunded: state.refunded,
+                    kept,
+                    platform_fee,
+                    host_share,
+                });
+                let mut after = payment.clone();
+                for e in &events {
+                    cqrs_es::Aggregate::apply(&mut after, e.clone());
+                }
+                batches.push(Batch::new::<Payment>(&key, seq, &events, &after, 0)?);
+            }
+            if lines.is_empty() {
+                continue;
+            }
+            let statement = Settlement::default()
+                .decide(IssueSettlement {
+                    settlement_id,
+                    host_id,
+                    cutoff,
+                    lines,
+                    at,
+                })
+                .map_err(|e| InfraError::Internal(Box::new(e)))?;
+            let mut settlement = Settlement::default();
+            for e in &statement {
+                cqrs_es::Aggregate::apply(&mut settlement, e.clone());
+            }
+            batches.push(Batch::new::<Settlement>(
+                &settlement_id.to_string(),
+                0,
+                &statement,
+                &settlement,
+                0,
+            )?);
+            // A concurrent settle run that took one of these payments first makes this host's
+            // append conflict: nothing is written for the host, and the next run retries.
+            match append(&self.pool, &batches, meta).await {
+                Ok(_) => {
+                    if let Some(event) = statement.into_iter().next() {
+                        issued.push(Issued {
+                            settlement_id,
+                            host_id,
+                            event,
+                        });
+                    }
+                }
+                Err(InfraError::Conflict) => {
+                    tracing::warn!(%host_id, "settlement raced with another run; skipped")
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(issued)
     }
 }

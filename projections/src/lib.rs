@@ -31,6 +31,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(vehicles::VehicleProjection),
         Arc::new(bookings::BookingProjection),
         Arc::new(payments::PaymentProjection),
+        Arc::new(payments::SettlementProjection),
     ]
 }
 

@@ -366,6 +366,37 @@ async fn a_booking_goes_from_request_to_return() {
             .contains("approved"),
         "{timeline}"
     );
+    // Finance settles the trip: 85% of what was kept to the host, once.
+    let (_, admin) = app.user(Role::Admin);
+    let cutoff = json!({"cutoff": (end + Duration::hours(1)).to_rfc3339()});
+    let (status, settled) =
+        json(app.post("/v1/payments/settle", Some(&admin), &cutoff).await).await;
+    assert_eq!(status, StatusCode::OK, "{settled}");
+    assert_eq!(settled.as_array().unwrap().len(), 1, "{settled}");
+    assert_eq!(settled[0]["gross"], 18_000);
+    assert_eq!(settled[0]["refunds"], 0);
+    assert_eq!(settled[0]["platform_fee"], 2_700);
+    assert_eq!(settled[0]["host_amount"], 15_300);
+    assert_eq!(settled[0]["lines"][0]["booking_id"], id.as_str());
+    let (_, again) = json(app.post("/v1/payments/settle", Some(&admin), &cutoff).await).await;
+    assert_eq!(again, json!([]), "nothing is settled twice");
+    let (status, body) = json(
+        app.post("/v1/payments/settle", Some(&s.host), &cutoff)
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_error(&body, "AUTH005");
+    let host_view = eventually(std::time::Duration::from_secs(5), || async {
+        let (_, mine) = json(app.get("/v1/payments/settlements", Some(&s.host)).await).await;
+        mine.as_array()
+            .is_some_and(|a| a.len() == 1 && a[0]["host_amount"] == 15_300)
+    })
+    .await;
+    assert!(host_view, "the host sees the statement");
+    let (status, _) = json(app.get("/v1/payments/settlements", Some(&s.guest)).await).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
     let (status, body) = json(
         app.get(&format!("/v1/bookings/{id}/timeline"), Some(&stranger))
             .await,

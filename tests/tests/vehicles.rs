@@ -1290,6 +1290,8 @@ async fn the_openapi_document_covers_every_route_and_error() {
         "POST /v1/payments/process",
         "GET /v1/payments/history",
         "POST /v1/payments/webhook",
+        "POST /v1/payments/settle",
+        "GET /v1/payments/settlements",
     ]
     .into_iter()
     .map(String::from)

@@ -16,7 +16,11 @@ use uuid::Uuid;
 
 /// Registers the routes.
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(process).service(history).service(webhook);
+    cfg.service(process)
+        .service(history)
+        .service(webhook)
+        .service(settle)
+        .service(settlements);
 }
 
 /// Parameters of `GET /v1/payments/history`.
@@ -286,4 +290,172 @@ async fn record_delivery(
     if let Err(e) = recorded {
         tracing::warn!(error = %e, outcome, "webhook delivery not recorded");
     }
+}
+
+/// A settlement statement: what one host is paid for the payments it lists.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SettlementResponse {
+    /// Id.
+    pub id: Uuid,
+    /// The host.
+    pub host_id: Uuid,
+    /// Trips that ended before this instant are included.
+    pub cutoff: DateTime<Utc>,
+    /// Sum paid by guests (won).
+    pub gross: i64,
+    /// Sum refunded (won).
+    pub refunds: i64,
+    /// The platform's fees: 15% of each payment's kept amount, rounded down (won).
+    pub platform_fee: i64,
+    /// What the host receives (won): gross − refunds − fees.
+    pub host_amount: i64,
+    /// One line per payment: `booking_id, paid, refunded, kept, platform_fee, host_share`.
+    #[schema(value_type = Vec<Object>)]
+    pub lines: serde_json::Value,
+    /// When it was issued.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&carshare_projections::payments::SettlementRow> for SettlementResponse {
+    fn from(r: &carshare_projections::payments::SettlementRow) -> Self {
+        SettlementResponse {
+            id: r.id,
+            host_id: r.host_id,
+            cutoff: r.cutoff,
+            gross: r.gross,
+            refunds: r.refunds,
+            platform_fee: r.platform_fee,
+            host_amount: r.host_amount,
+            lines: r.lines.0.clone(),
+            created_at: r.created_at,
+        }
+    }
+}
+
+impl From<&carshare_commands::payments::Issued> for SettlementResponse {
+    fn from(i: &carshare_commands::payments::Issued) -> Self {
+        let carshare_domain::payment::settlement::SettlementEvent::SettlementIssued {
+            settlement_id,
+            host_id,
+            cutoff,
+            lines,
+            gross,
+            refunds,
+            platform_fee,
+            host_amount,
+            at,
+        } = &i.event;
+        SettlementResponse {
+            id: *settlement_id,
+            host_id: *host_id,
+            cutoff: *cutoff,
+            gross: gross.amount(),
+            refunds: refunds.amount(),
+            platform_fee: platform_fee.amount(),
+            host_amount: host_amount.amount(),
+            lines: serde_json::to_value(lines).unwrap_or_default(),
+            created_at: *at,
+        }
+    }
+}
+
+/// What to settle.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettleRequest {
+    /// Settle trips that ended before this instant (default: now).
+    pub cutoff: Option<DateTime<Utc>>,
+}
+
+/// Settles (admin) every completed booking whose trip ended before the cut-off and whose
+/// payment is not settled yet: one statement per host, the host's share 85% of what was kept
+/// (paid − refunded; the 15% fee rounded down). Running it again settles nothing twice.
+#[utoipa::path(
+    tag = "payments",
+    request_body(content = Option<SettleRequest>, description = "Optional cut-off"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The statements issued (empty when nothing was due)", body = Vec<SettlementResponse>),
+        (status = 401, body = ErrorResponse),
+        (status = 403, description = "Not an admin", body = ErrorResponse),
+        (status = 503, body = ErrorResponse)
+    )
+)]
+#[post("/payments/settle")]
+pub async fn settle(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: AuthUser,
+    body: crate::extract::OptionalJson<SettleRequest>,
+) -> Result<HttpResponse, ApiError> {
+    user.require(&[carshare_domain::Role::Admin])?;
+    let cutoff = body.0.unwrap_or_default().cutoff.unwrap_or_else(Utc::now);
+    let meta = command_metadata(&req, &user, "SettlePayments")?;
+    let issued = state.payments.settle(cutoff, &meta).await?;
+    let body: Vec<SettlementResponse> = issued.iter().map(SettlementResponse::from).collect();
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// Parameters of `GET /v1/payments/settlements`.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SettlementParams {
+    /// Only this host (admins; hosts always see their own).
+    pub host_id: Option<Uuid>,
+    /// Issued at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Issued before.
+    pub to: Option<DateTime<Utc>>,
+    /// At most this many (default 20, at most 100).
+    pub limit: Option<i64>,
+    /// Wait until the read model has reached this stream position.
+    pub min_position: Option<String>,
+}
+
+/// Settlement statements, newest first: admins see all (filter by host and period), hosts their
+/// own.
+#[utoipa::path(
+    tag = "payments",
+    params(SettlementParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Vec<SettlementResponse>),
+        (status = 401, body = ErrorResponse),
+        (status = 403, description = "Guests have no settlements", body = ErrorResponse),
+        (status = 503, body = ErrorResponse)
+    )
+)]
+#[get("/payments/settlements")]
+pub async fn settlements(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    params: crate::extract::ValidQuery<SettlementParams>,
+) -> Result<HttpResponse, ApiError> {
+    use carshare_domain::Role;
+    user.require(&[Role::Admin, Role::Host])?;
+    let p = params.0;
+    let host = if user.role == Role::Admin {
+        p.host_id
+    } else {
+        Some(user.id)
+    };
+    let mut response = HttpResponse::Ok();
+    crate::routes::await_position(
+        &state,
+        &[carshare_projections::payments::SETTLEMENTS],
+        p.min_position.as_deref(),
+        &mut response,
+    )
+    .await?;
+    let rows = carshare_projections::payments::settlements(
+        &state.pool,
+        host,
+        p.from,
+        p.to,
+        crate::routes::page_size(p.limit)?,
+    )
+    .await?;
+    let body: Vec<SettlementResponse> = rows.iter().map(SettlementResponse::from).collect();
+    Ok(response.json(body))
 }

@@ -234,6 +234,15 @@ fn payment_summary(event: &PaymentEvent) -> String {
             format!("A refund of {amount} was decided ({reason}).")
         }
         PaymentEvent::PaymentRefunded { amount, .. } => format!("Toss refunded {amount}."),
+        PaymentEvent::PaymentSettled {
+            kept,
+            platform_fee,
+            host_share,
+            settlement_id,
+            ..
+        } => format!(
+            "Settled in {settlement_id}: kept {kept}, fee {platform_fee}, host {host_share}."
+        ),
         PaymentEvent::RefundFailed { code, message, .. } => {
             format!("Toss refused the refund: {code} ({message}); an operator must act.")
         }

@@ -113,6 +113,11 @@ pub enum PaymentAction {
         /// Toss's message.
         message: String,
     },
+    /// Include the payment in a host's settlement (issued by the platform).
+    Settle {
+        /// The settlement.
+        settlement_id: Uuid,
+    },
     /// Toss refused an attempt.
     RecordFailure {
         /// Toss's payment key of the attempt.
@@ -193,6 +198,19 @@ pub enum PaymentEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// The payment was settled to the host: what was kept (paid − refunded), split 15 / 85.
+    PaymentSettled {
+        /// The settlement it belongs to.
+        settlement_id: Uuid,
+        /// Paid minus refunded.
+        kept: Won,
+        /// The platform's fee: 15% of `kept`, rounded down.
+        platform_fee: Won,
+        /// The host's share: `kept − platform_fee`.
+        host_share: Won,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// Toss refused an attempt.
     PaymentFailed {
         /// The attempt's payment key.
@@ -217,6 +235,7 @@ impl PaymentEvent {
             PaymentEvent::RefundRequested { .. } => "RefundRequested",
             PaymentEvent::PaymentRefunded { .. } => "PaymentRefunded",
             PaymentEvent::RefundFailed { .. } => "RefundFailed",
+            PaymentEvent::PaymentSettled { .. } => "PaymentSettled",
         }
     }
 
@@ -229,7 +248,8 @@ impl PaymentEvent {
             | PaymentEvent::PaymentVoided { at, .. }
             | PaymentEvent::RefundRequested { at, .. }
             | PaymentEvent::PaymentRefunded { at, .. }
-            | PaymentEvent::RefundFailed { at, .. } => *at,
+            | PaymentEvent::RefundFailed { at, .. }
+            | PaymentEvent::PaymentSettled { at, .. } => *at,
         }
     }
 }
@@ -320,6 +340,9 @@ pub struct PaymentState {
     /// A refund decided and not yet carried out by Toss.
     #[serde(default)]
     pub pending_refund: Option<Won>,
+    /// The settlement that paid the host, once settled.
+    #[serde(default)]
+    pub settlement_id: Option<Uuid>,
 }
 
 impl PaymentState {
@@ -377,6 +400,7 @@ impl Aggregate for Payment {
                     last_failure: None,
                     refunded: Won::ZERO,
                     pending_refund: None,
+                    settlement_id: None,
                 })
             }
             PaymentEvent::PaymentConfirmed {
@@ -418,6 +442,11 @@ impl Aggregate for Payment {
                 if let Some(s) = self.state.as_mut() {
                     s.pending_refund = None;
                     s.last_failure = Some((code, message));
+                }
+            }
+            PaymentEvent::PaymentSettled { settlement_id, .. } => {
+                if let Some(s) = self.state.as_mut() {
+                    s.settlement_id = Some(settlement_id);
                 }
             }
         }
@@ -528,6 +557,27 @@ impl Payment {
                 }
                 Ok(vec![PaymentEvent::RefundFailed { code, message, at }])
             }
+            PaymentAction::Settle { settlement_id } => {
+                if actor.is_some() {
+                    return Err(PaymentError::SystemOnly);
+                }
+                let state = self.state.as_ref().ok_or(PaymentError::NotFound)?;
+                // Settled once; only completed payments with no refund in flight.
+                if state.settlement_id.is_some()
+                    || state.status != PaymentStatus::Completed
+                    || state.pending_refund.is_some()
+                {
+                    return Ok(Vec::new());
+                }
+                let split = crate::money::FeeSplit::of(state.kept());
+                Ok(vec![PaymentEvent::PaymentSettled {
+                    settlement_id,
+                    kept: split.total,
+                    platform_fee: split.platform_fee,
+                    host_share: split.host_share,
+                    at,
+                }])
+            }
             PaymentAction::RecordFailure {
                 payment_key,
                 code,
@@ -579,6 +629,8 @@ impl Payment {
         Ok(state)
     }
 }
+
+pub mod settlement;
 
 #[cfg(test)]
 mod tests;

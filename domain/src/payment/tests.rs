@@ -303,3 +303,59 @@ fn closing_voids_an_unpaid_payment_and_refunds_a_paid_one_within_what_was_paid()
         Err(PaymentError::NoPendingRefund)
     );
 }
+
+#[test]
+fn a_settlement_splits_what_was_kept_once() {
+    let confirmed = PaymentEvent::PaymentConfirmed {
+        payment_key: "pk_1".into(),
+        amount: Won(54_000),
+        method: None,
+        approved_at: None,
+        toss_status: "DONE".into(),
+        at: t("2026-12-01T01:30:00Z"),
+    };
+    let refunded = [
+        PaymentEvent::RefundRequested {
+            amount: Won(20_001),
+            reason: "BookingCancelled".into(),
+            at: t("2026-12-02T00:00:00Z"),
+        },
+        PaymentEvent::PaymentRefunded {
+            amount: Won(20_001),
+            transaction_key: None,
+            at: t("2026-12-02T00:00:01Z"),
+        },
+    ];
+    let settle = PaymentAction::Settle {
+        settlement_id: Uuid::from_u128(7),
+    };
+    // Kept 33,999: fee 5,099 (15% rounded down), host 28,900.
+    let mut given = vec![due(), confirmed];
+    given.extend(refunded);
+    PaymentTest::with(())
+        .given(given.clone())
+        .when(cmd(None, "2026-12-05T00:00:00Z", settle.clone()))
+        .then_expect_events(vec![PaymentEvent::PaymentSettled {
+            settlement_id: Uuid::from_u128(7),
+            kept: Won(33_999),
+            platform_fee: Won(5_099),
+            host_share: Won(28_900),
+            at: t("2026-12-05T00:00:00Z"),
+        }]);
+    let mut settled = given.clone();
+    settled.push(PaymentEvent::PaymentSettled {
+        settlement_id: Uuid::from_u128(7),
+        kept: Won(33_999),
+        platform_fee: Won(5_099),
+        host_share: Won(28_900),
+        at: t("2026-12-05T00:00:00Z"),
+    });
+    PaymentTest::with(())
+        .given(settled)
+        .when(cmd(None, "2026-12-06T00:00:00Z", settle.clone()))
+        .then_expect_events(vec![]);
+    PaymentTest::with(())
+        .given(vec![due()])
+        .when(cmd(None, "2026-12-06T00:00:00Z", settle))
+        .then_expect_events(vec![]);
+}

@@ -4,6 +4,7 @@
 use crate::fold::{aggregate_ids, decode, fold, row_sequence, AggregateRow, Folded};
 use crate::projection::{Poisoned, Projection, Target};
 use async_trait::async_trait;
+use carshare_domain::payment::settlement::{Settlement, SettlementEvent};
 use carshare_domain::payment::{Payment, PaymentEvent, PaymentStatus};
 use carshare_event_store::{StoredEvent, StreamReader};
 use chrono::{DateTime, Utc};
@@ -18,8 +19,8 @@ pub const NAME: &str = "payments";
 
 /// Columns, in table order.
 const COLUMNS: &str = "id, guest_id, host_id, order_id, amount, status, due_at, payment_key, \
-    method, approved_at, refunded_amount, pending_refund, last_failure, created_at, updated_at, \
-    last_sequence, last_position";
+    method, approved_at, refunded_amount, pending_refund, last_failure, settlement_id, \
+    settled_at, created_at, updated_at, last_sequence, last_position";
 
 /// A payment as the read side knows it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
@@ -50,6 +51,10 @@ pub struct PaymentRow {
     pub pending_refund: Option<i64>,
     /// The last refusal's Toss code.
     pub last_failure: Option<String>,
+    /// The settlement that paid the host.
+    pub settlement_id: Option<Uuid>,
+    /// When it was settled.
+    pub settled_at: Option<DateTime<Utc>>,
     /// When it became due.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -89,6 +94,8 @@ impl AggregateRow for PaymentRow {
                 refunded_amount: 0,
                 pending_refund: None,
                 last_failure: None,
+                settlement_id: None,
+                settled_at: None,
                 created_at: at,
                 updated_at: at,
                 last_sequence: stored.sequence,
@@ -135,6 +142,12 @@ impl AggregateRow for PaymentRow {
             PaymentEvent::RefundFailed { code, .. } => {
                 self.pending_refund = None;
                 self.last_failure = Some(code);
+            }
+            PaymentEvent::PaymentSettled {
+                settlement_id, at, ..
+            } => {
+                self.settlement_id = Some(settlement_id);
+                self.settled_at = Some(at);
             }
         }
         self.last_sequence = stored.sequence;
@@ -199,6 +212,7 @@ impl Projection for PaymentProjection {
                    payment_key = EXCLUDED.payment_key, method = EXCLUDED.method, \
                    approved_at = EXCLUDED.approved_at, refunded_amount = EXCLUDED.refunded_amount, \
                    pending_refund = EXCLUDED.pending_refund, last_failure = EXCLUDED.last_failure, \
+                   settlement_id = EXCLUDED.settlement_id, settled_at = EXCLUDED.settled_at, \
                    updated_at = EXCLUDED.updated_at, last_sequence = EXCLUDED.last_sequence, \
                    last_position = EXCLUDED.last_position \
                  WHERE cur.last_sequence < EXCLUDED.last_sequence"
@@ -244,4 +258,181 @@ pub async fn history(
             id: r.id,
         }
     }))
+}
+
+/// Name of the settlements projection.
+pub const SETTLEMENTS: &str = "settlements";
+
+/// A settlement statement as the read side knows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct SettlementRow {
+    /// Id.
+    pub id: Uuid,
+    /// The host.
+    pub host_id: Uuid,
+    /// Trips ended before this were included.
+    pub cutoff: DateTime<Utc>,
+    /// Sum paid.
+    pub gross: i64,
+    /// Sum refunded.
+    pub refunds: i64,
+    /// Sum of fees.
+    pub platform_fee: i64,
+    /// What the host receives.
+    pub host_amount: i64,
+    /// The lines as issued.
+    pub lines: Json<serde_json::Value>,
+    /// Issued at.
+    pub created_at: DateTime<Utc>,
+    /// Same as created (statements do not change).
+    pub updated_at: DateTime<Utc>,
+    /// Sequence of the last event applied.
+    pub last_sequence: i64,
+    /// Its position.
+    pub last_position: i64,
+}
+
+const SETTLEMENT_COLUMNS: &str = "id, host_id, cutoff, gross, refunds, platform_fee, \
+    host_amount, lines, created_at, updated_at, last_sequence, last_position";
+
+impl AggregateRow for SettlementRow {
+    fn last_sequence(&self) -> i64 {
+        self.last_sequence
+    }
+
+    fn create(id: Uuid, stored: &StoredEvent) -> Result<Self, String> {
+        let SettlementEvent::SettlementIssued {
+            host_id,
+            cutoff,
+            lines,
+            gross,
+            refunds,
+            platform_fee,
+            host_amount,
+            at,
+            ..
+        } = decode::<SettlementEvent>(stored)?;
+        Ok(SettlementRow {
+            id,
+            host_id,
+            cutoff,
+            gross: gross.amount(),
+            refunds: refunds.amount(),
+            platform_fee: platform_fee.amount(),
+            host_amount: host_amount.amount(),
+            lines: Json(serde_json::to_value(lines).map_err(|e| e.to_string())?),
+            created_at: at,
+            updated_at: at,
+            last_sequence: stored.sequence,
+            last_position: stored.position,
+        })
+    }
+
+    fn apply(&mut self, stored: &StoredEvent) -> Result<(), String> {
+        Err(format!(
+            "a settlement is issued once; unexpected {} at sequence {}",
+            stored.event_type, stored.sequence
+        ))
+    }
+}
+
+/// Builds `read.settlements`.
+pub struct SettlementProjection;
+
+#[async_trait]
+impl Projection for SettlementProjection {
+    fn name(&self) -> &'static str {
+        SETTLEMENTS
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["settlements"]
+    }
+
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &[Settlement::TYPE]
+    }
+
+    fn needs_metadata(&self) -> bool {
+        false
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        target: Target,
+        reader: &StreamReader,
+        events: &[StoredEvent],
+    ) -> Result<Vec<Poisoned>, sqlx::Error> {
+        let table = target.table("settlements");
+        let events: Vec<&StoredEvent> = events
+            .iter()
+            .filter(|e| self.handles(&e.aggregate_type))
+            .collect();
+        let ids = aggregate_ids(&events);
+        let mut rows: HashMap<Uuid, SettlementRow> = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            let loaded: Vec<SettlementRow> = sqlx::query_as(&format!(
+                "SELECT {SETTLEMENT_COLUMNS} FROM {table} WHERE id = ANY($1)"
+            ))
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?;
+            loaded.into_iter().map(|r| (r.id, r)).collect()
+        };
+        let Folded { changed, poisoned } = fold(reader, &mut rows, &events, "settlement").await?;
+        let changed: Vec<&SettlementRow> = changed.iter().filter_map(|id| rows.get(id)).collect();
+        if !changed.is_empty() {
+            let json =
+                serde_json::to_value(&changed).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            sqlx::query(&format!(
+                "INSERT INTO {table} ({SETTLEMENT_COLUMNS}) \
+                 SELECT {SETTLEMENT_COLUMNS} FROM jsonb_populate_recordset(NULL::{table}, $1) \
+                 ON CONFLICT (id) DO NOTHING"
+            ))
+            .bind(Json(json))
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(poisoned)
+    }
+
+    async fn applied_sequence(
+        &self,
+        pool: &PgPool,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<i64, sqlx::Error> {
+        if !self.handles(aggregate_type) {
+            return Ok(0);
+        }
+        row_sequence(pool, "read.settlements", aggregate_id).await
+    }
+}
+
+/// Settlements, newest first: one host's, or everyone's (`host_id` `None`), issued in
+/// `[from, to)` when given.
+pub async fn settlements(
+    pool: &PgPool,
+    host_id: Option<Uuid>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    limit: i64,
+) -> Result<Vec<SettlementRow>, sqlx::Error> {
+    let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "SELECT {SETTLEMENT_COLUMNS} FROM read.settlements WHERE true"
+    ));
+    if let Some(host) = host_id {
+        sql.push(" AND host_id = ").push_bind(host);
+    }
+    if let Some(from) = from {
+        sql.push(" AND created_at >= ").push_bind(from);
+    }
+    if let Some(to) = to {
+        sql.push(" AND created_at < ").push_bind(to);
+    }
+    sql.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(limit);
+    sql.build_query_as().fetch_all(pool).await
 }
