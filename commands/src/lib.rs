@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod append;
+pub mod audit;
 pub mod bookings;
 pub mod bus;
 pub mod clock;

@@ -397,6 +397,26 @@ async fn a_booking_goes_from_request_to_return() {
     let (status, _) = json(app.get("/v1/payments/settlements", Some(&s.guest)).await).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
+    // The audit replays the log and agrees with everything; a corrupted read row is found.
+    let (status, audit) = json(app.get("/v1/admin/audit/settlements", Some(&admin)).await).await;
+    assert_eq!(status, StatusCode::OK, "{audit}");
+    assert_eq!(audit["settlements_checked"], 1, "{audit}");
+    assert_eq!(audit["host_amount"], 15_300);
+    assert_eq!(audit["discrepancies"], json!([]), "{audit}");
+    sqlx::query("UPDATE read.settlements SET host_amount = host_amount + 1000")
+        .execute(app.pool())
+        .await
+        .unwrap();
+    let (_, audit) = json(app.get("/v1/admin/audit/settlements", Some(&admin)).await).await;
+    let found = &audit["discrepancies"];
+    assert_eq!(found.as_array().unwrap().len(), 1, "{audit}");
+    assert_eq!(found[0]["kind"], "read_model");
+    assert_eq!(found[0]["expected"]["host_amount"], 15_300);
+    assert_eq!(found[0]["found"]["host_amount"], 16_300);
+    assert!(found[0]["events"].as_array().is_some_and(|e| !e.is_empty()));
+    let (status, _) = json(app.get("/v1/admin/audit/settlements", Some(&s.host)).await).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
     let (status, body) = json(
         app.get(&format!("/v1/bookings/{id}/timeline"), Some(&stranger))
             .await,

@@ -1292,6 +1292,7 @@ async fn the_openapi_document_covers_every_route_and_error() {
         "POST /v1/payments/webhook",
         "POST /v1/payments/settle",
         "GET /v1/payments/settlements",
+        "GET /v1/admin/audit/settlements",
     ]
     .into_iter()
     .map(String::from)

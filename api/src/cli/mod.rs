@@ -51,6 +51,12 @@ pub enum Command {
     },
     /// Show each projection's position, lag and dead letters.
     Projections,
+    /// Finance audits from the event log alone.
+    Audit {
+        /// What to audit.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Print a booking's timeline from the event log alone (support): its events and its car's
     /// reservation, in order, as JSON lines.
     Timeline {
@@ -68,6 +74,24 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: DemoCommand,
+    },
+}
+
+/// Audits.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute every settlement in the period from the event log and compare it with the
+    /// statements, the payments and the read tables; exits non-zero on any discrepancy.
+    Settlements {
+        /// Settlements issued at or after (RFC 3339).
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Settlements issued before (RFC 3339).
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only this host.
+        #[arg(long)]
+        host: Option<uuid::Uuid>,
     },
 }
 
@@ -289,6 +313,35 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 report.cursor
             );
             Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Settlements { from, to, host },
+        } => {
+            let db = DatabaseSettings::from_env()?;
+            let pool = db.pool()?;
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message("replaying payment and settlement events");
+            let report = carshare_commands::audit::audit_settlements(
+                &pool,
+                carshare_commands::audit::AuditScope {
+                    from,
+                    to,
+                    host_id: host,
+                },
+                |n| bar.set_message(format!("{n} events replayed")),
+            )
+            .await?;
+            bar.finish_and_clear();
+            print_out(&serde_json::to_string_pretty(&report)?);
+            if report.discrepancies.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "{} discrepancies in {} settlements",
+                    report.discrepancies.len(),
+                    report.settlements_checked
+                )
+            }
         }
         Command::Timeline { booking_id } => {
             let db = DatabaseSettings::from_env()?;
