@@ -56,11 +56,13 @@ pub struct AuditReport {
     pub discrepancies: Vec<Discrepancy>,
 }
 
+/// What one payment's events say; `(amount, sequence, position)` so the facts can be read in
+/// any order and still tell which refunds came before the settlement.
 #[derive(Default)]
 struct PaymentFacts {
     confirmed: Option<(Won, i64)>,
-    refunds: Vec<(Won, i64)>,
-    settled: Option<(Uuid, Won, Won, Won, i64)>,
+    refunds: Vec<(Won, i64, i64)>,
+    settled: Option<(Uuid, Won, Won, Won, i64, i64)>,
 }
 
 struct Issued {
@@ -75,11 +77,12 @@ struct Issued {
 struct Row {
     aggregate_type: String,
     aggregate_id: String,
+    sequence: i64,
     global_position: i64,
-    payload: sqlx::types::Json<serde_json::Value>,
+    payload: String,
 }
 
-/// Replays the payment and settlement events (streamed, in log order) and checks every
+/// Replays the payment and settlement events (streamed) and checks every
 /// settlement in `scope`. `progress` is called with the number of events read so far.
 pub async fn audit_settlements(
     pool: &PgPool,
@@ -90,8 +93,10 @@ pub async fn audit_settlements(
     let mut settlements: HashMap<Uuid, Issued> = HashMap::new();
     let mut report = AuditReport::default();
     let mut rows = sqlx::query_as::<_, Row>(
-        "SELECT aggregate_type, aggregate_id, global_position, payload FROM events \
-         WHERE aggregate_type IN ('Payment', 'Settlement') ORDER BY global_position",
+        // No ORDER BY: a sequential scan without a sort; each payment's facts carry their
+        // sequence, which is all the checks need to know about order.
+        "SELECT aggregate_type, aggregate_id, sequence, global_position, payload::text AS payload \
+         FROM events WHERE aggregate_type IN ('Payment', 'Settlement')",
     )
     .fetch(pool);
     while let Some(row) = rows.try_next().await? {
@@ -113,7 +118,7 @@ pub async fn audit_settlements(
                 host_amount,
                 at,
                 ..
-            }) = serde_json::from_value::<SettlementEvent>(row.payload.0)
+            }) = serde_json::from_str::<SettlementEvent>(&row.payload)
             {
                 settlements.insert(
                     id,
@@ -129,13 +134,12 @@ pub async fn audit_settlements(
             continue;
         }
         let facts = payments.entry(id).or_default();
-        match serde_json::from_value::<PaymentEvent>(row.payload.0) {
+        match serde_json::from_str::<PaymentEvent>(&row.payload) {
             Ok(PaymentEvent::PaymentConfirmed { amount, .. }) => {
                 facts.confirmed = Some((amount, position))
             }
-            // Refunds count toward a settlement only if Toss carried them out before it.
-            Ok(PaymentEvent::PaymentRefunded { amount, .. }) if facts.settled.is_none() => {
-                facts.refunds.push((amount, position))
+            Ok(PaymentEvent::PaymentRefunded { amount, .. }) => {
+                facts.refunds.push((amount, row.sequence, position))
             }
             Ok(PaymentEvent::PaymentSettled {
                 settlement_id,
@@ -143,7 +147,16 @@ pub async fn audit_settlements(
                 platform_fee,
                 host_share,
                 ..
-            }) => facts.settled = Some((settlement_id, kept, platform_fee, host_share, position)),
+            }) => {
+                facts.settled = Some((
+                    settlement_id,
+                    kept,
+                    platform_fee,
+                    host_share,
+                    row.sequence,
+                    position,
+                ))
+            }
             _ => {}
         }
     }
@@ -178,10 +191,13 @@ pub async fn audit_settlements(
                 behind.push(p);
                 w
             });
+            // Refunds count toward a settlement only if Toss carried them out before it.
+            let settled_at = facts.and_then(|f| f.settled).map_or(i64::MAX, |s| s.4);
             let refunded = Won(facts.map_or(0, |f| {
                 f.refunds
                     .iter()
-                    .map(|(w, p)| {
+                    .filter(|(_, seq, _)| *seq < settled_at)
+                    .map(|(w, _, p)| {
                         behind.push(*p);
                         w.0
                     })
@@ -207,21 +223,18 @@ pub async fn audit_settlements(
                 });
             }
             match facts.and_then(|f| f.settled) {
-                Some((sid, kept, fee, share, position))
+                Some((sid, kept, fee, share, _, _))
                     if sid == *settlement_id
                         && kept == split.total
                         && fee == split.platform_fee
-                        && share == split.host_share =>
-                {
-                    let _ = position;
-                }
+                        && share == split.host_share => {}
                 other => report.discrepancies.push(Discrepancy {
                     settlement_id: *settlement_id,
                     booking_id: Some(line.booking_id),
                     kind: "payment_settled",
                     expected: serde_json::json!({"settlement_id": settlement_id, "kept": split.total,
                         "platform_fee": split.platform_fee, "host_share": split.host_share}),
-                    found: serde_json::to_value(other.map(|(sid, kept, fee, share, _)| {
+                    found: serde_json::to_value(other.map(|(sid, kept, fee, share, _, _)| {
                         serde_json::json!({"settlement_id": sid, "kept": kept, "platform_fee": fee, "host_share": share})
                     }))
                     .unwrap_or_default(),
