@@ -146,3 +146,64 @@ pub(crate) async fn row_sequence(
             .await?;
     Ok(last.unwrap_or(0))
 }
+
+/// A row-per-aggregate read row stored through JSON: loaded with `SELECT`, written with one
+/// `INSERT … SELECT … FROM jsonb_populate_recordset` per batch.
+pub(crate) trait JsonRow:
+    AggregateRow + serde::Serialize + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin
+{
+    /// The aggregate id.
+    fn id(&self) -> Uuid;
+}
+
+/// How a [`JsonRow`] table is read and written.
+pub(crate) struct JsonTable<'a> {
+    /// Qualified table name (live or shadow).
+    pub table: &'a str,
+    /// Its columns, in order (also the JSON keys).
+    pub columns: &'a str,
+    /// What follows `ON CONFLICT (id)`, e.g. `DO NOTHING` or `DO UPDATE SET … WHERE …`.
+    pub on_conflict: &'a str,
+    /// The aggregate's name in dead-letter messages.
+    pub noun: &'a str,
+}
+
+/// Applies the already filtered `events` to the rows of `spec.table`: loads the rows of their
+/// aggregates, folds the events in ([`fold`]), writes the changed rows in one statement.
+pub(crate) async fn apply_json_rows<R: JsonRow>(
+    conn: &mut sqlx::PgConnection,
+    reader: &StreamReader,
+    events: &[&StoredEvent],
+    spec: JsonTable<'_>,
+) -> Result<Vec<crate::projection::Poisoned>, sqlx::Error> {
+    let ids = aggregate_ids(events);
+    let mut rows: HashMap<Uuid, R> = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        let loaded: Vec<R> = sqlx::query_as(&format!(
+            "SELECT {} FROM {} WHERE id = ANY($1)",
+            spec.columns, spec.table
+        ))
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        loaded.into_iter().map(|r| (r.id(), r)).collect()
+    };
+    let Folded { changed, poisoned } = fold(reader, &mut rows, events, spec.noun).await?;
+    let changed: Vec<&R> = changed.iter().filter_map(|id| rows.get(id)).collect();
+    if !changed.is_empty() {
+        let json = serde_json::to_value(&changed).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        sqlx::query(&format!(
+            "INSERT INTO {table} AS cur ({columns}) \
+             SELECT {columns} FROM jsonb_populate_recordset(NULL::{table}, $1) \
+             ON CONFLICT (id) {on_conflict}",
+            table = spec.table,
+            columns = spec.columns,
+            on_conflict = spec.on_conflict,
+        ))
+        .bind(sqlx::types::Json(json))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(poisoned)
+}

@@ -153,6 +153,24 @@ pub async fn write_history(pool: &PgPool, vehicles: usize) -> Vec<Uuid> {
                 .expect("remove");
         }
     }
+    // The stream only shows events below the cluster-wide horizon: tests running beside this
+    // one may hold it back for a moment. Wait until everything written here is readable.
+    let reader = carshare_event_store::StreamReader::new(pool.clone());
+    for _ in 0..500 {
+        let written: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(pool)
+            .await
+            .expect("count events");
+        let readable = reader
+            .read_after(carshare_event_store::StreamCursor::START, 100_000)
+            .await
+            .expect("read the stream")
+            .len();
+        if i64::try_from(readable).unwrap_or(0) >= written {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     ids
 }
 

@@ -7,15 +7,13 @@ mod row;
 pub use queries::{get, list, BookingCursor, BookingListQuery, ListRole};
 pub use row::BookingRow;
 
-use crate::fold::{aggregate_ids, fold, row_sequence, Folded};
+use crate::fold::{apply_json_rows, row_sequence, JsonTable};
 use crate::projection::{Poisoned, Projection, Target};
 use async_trait::async_trait;
 use carshare_domain::booking::Booking;
 use carshare_event_store::{StoredEvent, StreamReader};
 use cqrs_es::Aggregate;
 use sqlx::{PgConnection, PgPool};
-use std::collections::HashMap;
-use uuid::Uuid;
 
 /// Name of the projection.
 pub const NAME: &str = "bookings";
@@ -53,12 +51,27 @@ impl Projection for BookingProjection {
             .iter()
             .filter(|e| self.handles(&e.aggregate_type))
             .collect();
-        let ids = aggregate_ids(&events);
-        let mut rows: HashMap<Uuid, BookingRow> = row::load(conn, &table, &ids).await?;
-        let Folded { changed, poisoned } = fold(reader, &mut rows, &events, "booking").await?;
-        let changed: Vec<&BookingRow> = changed.iter().filter_map(|id| rows.get(id)).collect();
-        row::upsert(conn, &table, &changed).await?;
-        Ok(poisoned)
+        apply_json_rows::<BookingRow>(
+            conn,
+            reader,
+            &events,
+            JsonTable {
+                table: &table,
+                columns: row::COLUMNS,
+                on_conflict: "DO UPDATE SET status = EXCLUDED.status, \
+                   guest_message = EXCLUDED.guest_message, host_response = EXCLUDED.host_response, \
+                   pickup_photos = EXCLUDED.pickup_photos, return_photos = EXCLUDED.return_photos, \
+                   cancelled_by = EXCLUDED.cancelled_by, cancel_reason = EXCLUDED.cancel_reason, \
+                   refund_rule = EXCLUDED.refund_rule, refund_amount = EXCLUDED.refund_amount, \
+                   expiry_reason = EXCLUDED.expiry_reason, started_at = EXCLUDED.started_at, \
+                   completed_at = EXCLUDED.completed_at, late_minutes = EXCLUDED.late_minutes, \
+                   updated_at = EXCLUDED.updated_at, last_sequence = EXCLUDED.last_sequence, \
+                   last_position = EXCLUDED.last_position \
+                 WHERE cur.last_sequence < EXCLUDED.last_sequence",
+                noun: "booking",
+            },
+        )
+        .await
     }
 
     async fn applied_sequence(

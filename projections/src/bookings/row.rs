@@ -1,16 +1,14 @@
 //! A row of `read.bookings` and how events change it.
 
-use crate::fold::{decode, AggregateRow};
+use crate::fold::{decode, AggregateRow, JsonRow};
 use carshare_domain::booking::{BookingEvent, BookingStatus, PhotoKind};
 use carshare_event_store::StoredEvent;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
-use sqlx::PgConnection;
-use std::collections::HashMap;
 use uuid::Uuid;
 
 /// A booking as the read side knows it.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
 pub struct BookingRow {
     /// Id.
     pub id: Uuid,
@@ -81,6 +79,12 @@ fn snake<T: serde::Serialize>(value: &T) -> Option<String> {
     serde_json::to_value(value)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
+}
+
+impl JsonRow for BookingRow {
+    fn id(&self) -> Uuid {
+        self.id
+    }
 }
 
 impl AggregateRow for BookingRow {
@@ -199,72 +203,4 @@ impl AggregateRow for BookingRow {
         self.last_position = stored.position;
         Ok(())
     }
-}
-
-pub(crate) async fn load(
-    conn: &mut PgConnection,
-    table: &str,
-    ids: &[Uuid],
-) -> Result<HashMap<Uuid, BookingRow>, sqlx::Error> {
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows: Vec<BookingRow> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM {table} WHERE id = ANY($1)"))
-            .bind(ids)
-            .fetch_all(&mut *conn)
-            .await?;
-    Ok(rows.into_iter().map(|r| (r.id, r)).collect())
-}
-
-/// Inserts or replaces rows in one statement, never going back to an older sequence.
-pub(crate) async fn upsert(
-    conn: &mut PgConnection,
-    table: &str,
-    rows: &[&BookingRow],
-) -> Result<(), sqlx::Error> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    // Rows travel as one JSON array: one bind instead of 28 arrays.
-    let json: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|r| {
-            serde_json::json!({
-                "id": r.id, "vehicle_id": r.vehicle_id, "guest_id": r.guest_id,
-                "host_id": r.host_id, "start_datetime": r.start_datetime,
-                "end_datetime": r.end_datetime, "hourly_rate": r.hourly_rate,
-                "total_amount": r.total_amount, "platform_fee": r.platform_fee,
-                "host_share": r.host_share, "status": r.status,
-                "guest_message": r.guest_message, "host_response": r.host_response,
-                "respond_by": r.respond_by, "pickup_photos": r.pickup_photos.0,
-                "return_photos": r.return_photos.0, "cancelled_by": r.cancelled_by,
-                "cancel_reason": r.cancel_reason, "refund_rule": r.refund_rule,
-                "refund_amount": r.refund_amount, "expiry_reason": r.expiry_reason,
-                "started_at": r.started_at, "completed_at": r.completed_at,
-                "late_minutes": r.late_minutes, "created_at": r.created_at,
-                "updated_at": r.updated_at, "last_sequence": r.last_sequence,
-                "last_position": r.last_position,
-            })
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO {table} AS cur ({COLUMNS}) \
-         SELECT {COLUMNS} FROM jsonb_populate_recordset(NULL::{table}, $1) \
-         ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
-           guest_message = EXCLUDED.guest_message, host_response = EXCLUDED.host_response, \
-           pickup_photos = EXCLUDED.pickup_photos, return_photos = EXCLUDED.return_photos, \
-           cancelled_by = EXCLUDED.cancelled_by, cancel_reason = EXCLUDED.cancel_reason, \
-           refund_rule = EXCLUDED.refund_rule, refund_amount = EXCLUDED.refund_amount, \
-           expiry_reason = EXCLUDED.expiry_reason, started_at = EXCLUDED.started_at, \
-           completed_at = EXCLUDED.completed_at, late_minutes = EXCLUDED.late_minutes, \
-           updated_at = EXCLUDED.updated_at, last_sequence = EXCLUDED.last_sequence, \
-           last_position = EXCLUDED.last_position \
-         WHERE cur.last_sequence < EXCLUDED.last_sequence"
-    );
-    sqlx::query(&sql)
-        .bind(Json(json))
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
 }

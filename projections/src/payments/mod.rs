@@ -1,7 +1,7 @@
 //! The `payments` projection: table `read.payments`, one row per booking payment. It serves the
 //! payment history of guests and hosts.
 
-use crate::fold::{aggregate_ids, decode, fold, row_sequence, AggregateRow, Folded};
+use crate::fold::{apply_json_rows, decode, row_sequence, AggregateRow, JsonRow, JsonTable};
 use crate::projection::{Poisoned, Projection, Target};
 use async_trait::async_trait;
 use carshare_domain::payment::settlement::{Settlement, SettlementEvent};
@@ -11,7 +11,6 @@ use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
-use std::collections::HashMap;
 use uuid::Uuid;
 
 /// Name of the projection.
@@ -63,6 +62,12 @@ pub struct PaymentRow {
     pub last_sequence: i64,
     /// Its position.
     pub last_position: i64,
+}
+
+impl JsonRow for PaymentRow {
+    fn id(&self) -> Uuid {
+        self.id
+    }
 }
 
 impl AggregateRow for PaymentRow {
@@ -189,39 +194,25 @@ impl Projection for PaymentProjection {
             .iter()
             .filter(|e| self.handles(&e.aggregate_type))
             .collect();
-        let ids = aggregate_ids(&events);
-        let mut rows: HashMap<Uuid, PaymentRow> = if ids.is_empty() {
-            HashMap::new()
-        } else {
-            let loaded: Vec<PaymentRow> =
-                sqlx::query_as(&format!("SELECT {COLUMNS} FROM {table} WHERE id = ANY($1)"))
-                    .bind(&ids)
-                    .fetch_all(&mut *conn)
-                    .await?;
-            loaded.into_iter().map(|r| (r.id, r)).collect()
-        };
-        let Folded { changed, poisoned } = fold(reader, &mut rows, &events, "payment").await?;
-        let changed: Vec<&PaymentRow> = changed.iter().filter_map(|id| rows.get(id)).collect();
-        if !changed.is_empty() {
-            let json =
-                serde_json::to_value(&changed).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-            sqlx::query(&format!(
-                "INSERT INTO {table} AS cur ({COLUMNS}) \
-                 SELECT {COLUMNS} FROM jsonb_populate_recordset(NULL::{table}, $1) \
-                 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
+        apply_json_rows::<PaymentRow>(
+            conn,
+            reader,
+            &events,
+            JsonTable {
+                table: &table,
+                columns: COLUMNS,
+                on_conflict: "DO UPDATE SET status = EXCLUDED.status, \
                    payment_key = EXCLUDED.payment_key, method = EXCLUDED.method, \
                    approved_at = EXCLUDED.approved_at, refunded_amount = EXCLUDED.refunded_amount, \
                    pending_refund = EXCLUDED.pending_refund, last_failure = EXCLUDED.last_failure, \
                    settlement_id = EXCLUDED.settlement_id, settled_at = EXCLUDED.settled_at, \
                    updated_at = EXCLUDED.updated_at, last_sequence = EXCLUDED.last_sequence, \
                    last_position = EXCLUDED.last_position \
-                 WHERE cur.last_sequence < EXCLUDED.last_sequence"
-            ))
-            .bind(Json(json))
-            .execute(&mut *conn)
-            .await?;
-        }
-        Ok(poisoned)
+                 WHERE cur.last_sequence < EXCLUDED.last_sequence",
+                noun: "payment",
+            },
+        )
+        .await
     }
 
     async fn applied_sequence(
@@ -294,6 +285,12 @@ pub struct SettlementRow {
 
 const SETTLEMENT_COLUMNS: &str = "id, host_id, cutoff, gross, refunds, platform_fee, \
     host_amount, lines, created_at, updated_at, last_sequence, last_position";
+
+impl JsonRow for SettlementRow {
+    fn id(&self) -> Uuid {
+        self.id
+    }
+}
 
 impl AggregateRow for SettlementRow {
     fn last_sequence(&self) -> i64 {
@@ -369,33 +366,18 @@ impl Projection for SettlementProjection {
             .iter()
             .filter(|e| self.handles(&e.aggregate_type))
             .collect();
-        let ids = aggregate_ids(&events);
-        let mut rows: HashMap<Uuid, SettlementRow> = if ids.is_empty() {
-            HashMap::new()
-        } else {
-            let loaded: Vec<SettlementRow> = sqlx::query_as(&format!(
-                "SELECT {SETTLEMENT_COLUMNS} FROM {table} WHERE id = ANY($1)"
-            ))
-            .bind(&ids)
-            .fetch_all(&mut *conn)
-            .await?;
-            loaded.into_iter().map(|r| (r.id, r)).collect()
-        };
-        let Folded { changed, poisoned } = fold(reader, &mut rows, &events, "settlement").await?;
-        let changed: Vec<&SettlementRow> = changed.iter().filter_map(|id| rows.get(id)).collect();
-        if !changed.is_empty() {
-            let json =
-                serde_json::to_value(&changed).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-            sqlx::query(&format!(
-                "INSERT INTO {table} ({SETTLEMENT_COLUMNS}) \
-                 SELECT {SETTLEMENT_COLUMNS} FROM jsonb_populate_recordset(NULL::{table}, $1) \
-                 ON CONFLICT (id) DO NOTHING"
-            ))
-            .bind(Json(json))
-            .execute(&mut *conn)
-            .await?;
-        }
-        Ok(poisoned)
+        apply_json_rows::<SettlementRow>(
+            conn,
+            reader,
+            &events,
+            JsonTable {
+                table: &table,
+                columns: SETTLEMENT_COLUMNS,
+                on_conflict: "DO NOTHING",
+                noun: "settlement",
+            },
+        )
+        .await
     }
 
     async fn applied_sequence(
