@@ -214,6 +214,14 @@ async fn a_booking_goes_from_request_to_return() {
         "due two hours after approval, never after the start"
     );
 
+    // The guest's list shows the payment too (from the payments read model).
+    let listed = eventually(std::time::Duration::from_secs(5), || async {
+        let (_, mine) = json(app.get("/v1/bookings", Some(&s.guest)).await).await;
+        mine[0]["payment"]["order_id"] == json!(order_id)
+    })
+    .await;
+    assert!(listed, "the list carries the payment");
+
     // No pickup before paying.
     let (status, body) = json(
         app.post(

@@ -418,3 +418,16 @@ pub async fn settlements(
         .push_bind(limit);
     sql.build_query_as().fetch_all(pool).await
 }
+
+/// The payments of these bookings (those that have one).
+pub async fn by_ids(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<PaymentRow>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM read.payments WHERE id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}

@@ -173,8 +173,8 @@ pub struct BookingResponse {
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
-    /// The payment due once approved (on single reads and command answers; `null` in lists
-    /// and before approval).
+    /// The payment due once approved (`null` before approval; in lists it comes from the
+    /// payments read model, so it may trail a just-made change by a moment).
     pub payment: Option<crate::routes::payments::PaymentResponse>,
 }
 

@@ -71,7 +71,22 @@ pub async fn list(
     if let Some(next) = next {
         response.insert_header((NEXT_CURSOR, next.encode()));
     }
-    let body: Vec<BookingResponse> = rows.iter().map(BookingResponse::from).collect();
+    // Each booking's payment from the payments read model (one query for the page).
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let payments: std::collections::HashMap<Uuid, crate::routes::payments::PaymentResponse> =
+        carshare_projections::payments::by_ids(&state.pool, &ids)
+            .await?
+            .iter()
+            .map(|p| (p.id, crate::routes::payments::PaymentResponse::from(p)))
+            .collect();
+    let body: Vec<BookingResponse> = rows
+        .iter()
+        .map(|r| {
+            let mut booking = BookingResponse::from(r);
+            booking.payment = payments.get(&r.id).cloned();
+            booking
+        })
+        .collect();
     Ok(response.json(body))
 }
 
