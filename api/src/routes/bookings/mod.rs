@@ -31,6 +31,11 @@ async fn with_payment(
     state: &crate::state::AppState,
     mut booking: dto::BookingResponse,
 ) -> Result<dto::BookingResponse, crate::error::ApiError> {
+    // Only an approval opens a payment: a booking never approved has none to load (this keeps
+    // a query off the booking-request path).
+    if matches!(booking.status.as_str(), "pending" | "rejected" | "expired") {
+        return Ok(booking);
+    }
     let payment = state.payments.load(booking.id).await?;
     booking.payment = payment
         .state
