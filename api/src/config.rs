@@ -214,6 +214,13 @@ pub struct Settings {
     /// Toss Payments (`TOSS_SECRET_KEY`; `TOSS_BASE_URL` default `https://api.tosspayments.com`);
     /// without a key, payments cannot be confirmed (503).
     pub toss: Option<KakaoConfig>,
+    /// Firebase Cloud Messaging (`FCM_SERVICE_ACCOUNT_FILE`, a service-account key file;
+    /// `FCM_PROJECT_ID`, default the key file's `project_id`; `FCM_BASE_URL`, default
+    /// `https://fcm.googleapis.com`); without a key file, push deliveries are skipped.
+    pub fcm: Option<carshare_commands::external::fcm::FcmSettings>,
+    /// How often the notification dispatcher looks for deliveries when idle
+    /// (`NOTIFICATION_POLL_MS`, default 500, at least 10).
+    pub notification_poll_interval: Duration,
     /// Run the projection workers inside `serve` (`RUN_PROJECTIONS`, default true).
     pub run_projections: bool,
     /// Kafka, the relay, and where the projection workers read.
@@ -246,6 +253,7 @@ impl fmt::Debug for Settings {
             .field("database_max_connections", &self.database_max_connections)
             .field("redis_key_prefix", &self.redis_key_prefix)
             .field("kakao_enabled", &self.kakao.is_some())
+            .field("fcm_enabled", &self.fcm.is_some())
             .field("run_projections", &self.run_projections)
             .field("stream", &self.stream)
             .finish_non_exhaustive()
@@ -584,6 +592,45 @@ impl Settings {
                 rest_api_key: SecretString::from(key),
             }),
         };
+        let fcm = match src.get("FCM_SERVICE_ACCOUNT_FILE") {
+            None => None,
+            Some(path) => {
+                let key = carshare_commands::external::fcm::ServiceAccountKey::from_file(
+                    std::path::Path::new(path.trim()),
+                )
+                .map_err(|e| ConfigError::Invalid {
+                    var: "FCM_SERVICE_ACCOUNT_FILE",
+                    reason: e.to_string(),
+                })?;
+                let project_id = src
+                    .get("FCM_PROJECT_ID")
+                    .or_else(|| key.project_id.clone())
+                    .ok_or(ConfigError::Missing("FCM_PROJECT_ID"))?;
+                if !project_id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                {
+                    return Err(ConfigError::Invalid {
+                        var: "FCM_PROJECT_ID",
+                        reason: "letters, digits and dashes only".into(),
+                    });
+                }
+                let base_url = match src.get("FCM_BASE_URL") {
+                    None => "https://fcm.googleapis.com".to_string(),
+                    Some(_) => url(src, "FCM_BASE_URL", &["http", "https"])?,
+                };
+                Some(carshare_commands::external::fcm::FcmSettings::new(
+                    base_url, project_id, key,
+                ))
+            }
+        };
+        let notification_poll_interval = millis(src, "NOTIFICATION_POLL_MS", 500)?;
+        if notification_poll_interval < Duration::from_millis(10) {
+            return Err(ConfigError::Invalid {
+                var: "NOTIFICATION_POLL_MS",
+                reason: "at least 10".into(),
+            });
+        }
         let log_format = match src.get("LOG_FORMAT").as_deref() {
             None | Some("json") => LogFormat::Json,
             Some("pretty") => LogFormat::Pretty,
@@ -619,6 +666,8 @@ impl Settings {
             cors_allowed_origins,
             kakao,
             toss,
+            fcm,
+            notification_poll_interval,
             run_projections: flag(src, "RUN_PROJECTIONS", true)?,
             stream: StreamSettings::from_source(src)?,
             projection_batch_size: parsed(src, "PROJECTION_BATCH_SIZE", 500)?,

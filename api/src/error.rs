@@ -127,6 +127,22 @@ pub enum ErrorCode {
     PAYMENT007,
     /// 409 — the booking ended before it was paid; nothing is owed.
     PAYMENT008,
+    /// 422 — review fields are invalid (see `details`).
+    REVIEW001,
+    /// 409 — a booking can be reviewed once it is completed.
+    REVIEW002,
+    /// 409 — you already reviewed this booking.
+    REVIEW003,
+    /// 409 — the 14 days to review this booking are over.
+    REVIEW004,
+    /// 404 — no such notification (or not yours).
+    NOTIFICATION001,
+    /// 422 — notification fields are invalid (see `details`).
+    NOTIFICATION002,
+    /// 404 — the recipient does not exist.
+    NOTIFICATION003,
+    /// 404 — the device token is not registered to you.
+    NOTIFICATION004,
     /// 413 — an uploaded file is larger than 10 MB.
     UPLOAD001,
     /// 415 — an uploaded file is not a JPEG, PNG, HEIC or WebP image (judged by content).
@@ -156,12 +172,13 @@ impl ErrorCode {
         match self {
             REQ001 | REQ005 | REQ006 => StatusCode::BAD_REQUEST,
             REQ002 | VEHICLE006 | GEO001 | GEO002 | ACCOUNT002 | CORP003 | IDEM001 | BOOKING003
-            | UPLOAD003 | PAYMENT002 => StatusCode::UNPROCESSABLE_ENTITY,
+            | UPLOAD003 | PAYMENT002 | REVIEW001 | NOTIFICATION002 => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             REQ003 | UPLOAD001 => StatusCode::PAYLOAD_TOO_LARGE,
             REQ004 | UPLOAD002 => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            REQ007 | VEHICLE001 | ACCOUNT003 | CORP004 | BOOKING001 | PAYMENT001 => {
-                StatusCode::NOT_FOUND
-            }
+            REQ007 | VEHICLE001 | ACCOUNT003 | CORP004 | BOOKING001 | PAYMENT001
+            | NOTIFICATION001 | NOTIFICATION003 | NOTIFICATION004 => StatusCode::NOT_FOUND,
             REQ008 => StatusCode::METHOD_NOT_ALLOWED,
             AUTH001 | AUTH002 | AUTH003 | AUTH004 | AUTH006 | AUTH007 | AUTH008 => {
                 StatusCode::UNAUTHORIZED
@@ -171,7 +188,7 @@ impl ErrorCode {
             VEHICLE002 | VEHICLE003 | VEHICLE007 | SYS001 | ACCOUNT001 | ACCOUNT004 | CORP001
             | CORP002 | IDEM002 | BOOKING002 | BOOKING004 | BOOKING008 | BOOKING009
             | BOOKING010 | BOOKING011 | BOOKING012 | BOOKING013 | PAYMENT003 | PAYMENT005
-            | PAYMENT008 => StatusCode::CONFLICT,
+            | PAYMENT008 | REVIEW002 | REVIEW003 | REVIEW004 => StatusCode::CONFLICT,
             RATE001 => StatusCode::TOO_MANY_REQUESTS,
             GEO003 | SYS002 | UPLOAD004 | PAYMENT006 => StatusCode::SERVICE_UNAVAILABLE,
             PAYMENT004 => StatusCode::PAYMENT_REQUIRED,
@@ -239,6 +256,14 @@ impl ErrorCode {
             PAYMENT006 => ("결제 서비스를 일시적으로 사용할 수 없습니다. 잠시 후 다시 시도해 주세요.", "The payment service is temporarily unavailable; try again shortly."),
             PAYMENT007 => ("예약한 게스트만 결제할 수 있습니다.", "Only the booking's guest pays."),
             PAYMENT008 => ("취소된 예약은 결제할 수 없습니다.", "The booking ended; nothing is owed."),
+            REVIEW001 => ("리뷰 내용이 올바르지 않습니다.", "Some review fields are invalid."),
+            REVIEW002 => ("이용이 완료된 예약만 리뷰할 수 있습니다.", "A booking can be reviewed once it is completed."),
+            REVIEW003 => ("이미 이 예약에 리뷰를 작성했습니다.", "You already reviewed this booking."),
+            REVIEW004 => ("리뷰는 반납 후 14일 이내에 작성할 수 있습니다.", "Reviews are accepted for 14 days after the return."),
+            NOTIFICATION001 => ("알림을 찾을 수 없습니다.", "Notification not found."),
+            NOTIFICATION002 => ("알림 정보가 올바르지 않습니다.", "Some notification fields are invalid."),
+            NOTIFICATION003 => ("받는 사용자를 찾을 수 없습니다.", "The recipient does not exist."),
+            NOTIFICATION004 => ("등록되지 않은 기기입니다.", "That device token is not registered to you."),
             UPLOAD001 => ("파일은 10MB 이하여야 합니다.", "Each file must be at most 10 MB."),
             UPLOAD002 => ("JPEG, PNG, HEIC, WebP 이미지만 올릴 수 있습니다.", "Only JPEG, PNG, HEIC and WebP images are accepted."),
             UPLOAD003 => ("업로드 양식이 올바르지 않습니다.", "The upload form is invalid."),
@@ -253,18 +278,83 @@ impl ErrorCode {
     }
 
     /// Every code, for the catalogue.
-    pub const ALL: [ErrorCode; 66] = {
+    pub const ALL: [ErrorCode; 74] = {
         use ErrorCode::*;
         [
-            REQ001, REQ002, REQ003, REQ004, REQ005, REQ006, REQ007, REQ008, AUTH001, AUTH002,
-            AUTH003, AUTH004, AUTH005, AUTH006, AUTH007, AUTH008, ACCOUNT001, ACCOUNT002,
-            ACCOUNT003, ACCOUNT004, CORP001, CORP002, CORP003, CORP004, CORP005, VEHICLE001,
-            VEHICLE002, VEHICLE003, VEHICLE004, VEHICLE005, VEHICLE006, VEHICLE007, BOOKING001,
-            BOOKING002, BOOKING003, BOOKING004, BOOKING005, BOOKING006, BOOKING007, BOOKING008,
-            BOOKING009, BOOKING010, BOOKING011, BOOKING012, BOOKING013, PAYMENT001, PAYMENT002,
-            PAYMENT003, PAYMENT004, PAYMENT005, PAYMENT006, PAYMENT007, PAYMENT008, UPLOAD001,
-            UPLOAD002, UPLOAD003, UPLOAD004, GEO001, GEO002, GEO003, RATE001, IDEM001, IDEM002,
-            SYS001, SYS002, SYS003,
+            REQ001,
+            REQ002,
+            REQ003,
+            REQ004,
+            REQ005,
+            REQ006,
+            REQ007,
+            REQ008,
+            AUTH001,
+            AUTH002,
+            AUTH003,
+            AUTH004,
+            AUTH005,
+            AUTH006,
+            AUTH007,
+            AUTH008,
+            ACCOUNT001,
+            ACCOUNT002,
+            ACCOUNT003,
+            ACCOUNT004,
+            CORP001,
+            CORP002,
+            CORP003,
+            CORP004,
+            CORP005,
+            VEHICLE001,
+            VEHICLE002,
+            VEHICLE003,
+            VEHICLE004,
+            VEHICLE005,
+            VEHICLE006,
+            VEHICLE007,
+            BOOKING001,
+            BOOKING002,
+            BOOKING003,
+            BOOKING004,
+            BOOKING005,
+            BOOKING006,
+            BOOKING007,
+            BOOKING008,
+            BOOKING009,
+            BOOKING010,
+            BOOKING011,
+            BOOKING012,
+            BOOKING013,
+            PAYMENT001,
+            PAYMENT002,
+            PAYMENT003,
+            PAYMENT004,
+            PAYMENT005,
+            PAYMENT006,
+            PAYMENT007,
+            PAYMENT008,
+            REVIEW001,
+            REVIEW002,
+            REVIEW003,
+            REVIEW004,
+            NOTIFICATION001,
+            NOTIFICATION002,
+            NOTIFICATION003,
+            NOTIFICATION004,
+            UPLOAD001,
+            UPLOAD002,
+            UPLOAD003,
+            UPLOAD004,
+            GEO001,
+            GEO002,
+            GEO003,
+            RATE001,
+            IDEM001,
+            IDEM002,
+            SYS001,
+            SYS002,
+            SYS003,
         ]
     };
 }

@@ -318,6 +318,11 @@ fn describe_booking(problem: &BookingProblem) -> (&'static str, String, String) 
             format!("최대 {max}자까지 입력할 수 있습니다."),
             format!("At most {max} characters."),
         ),
+        BookingProblem::OutOfRange { min, max } => (
+            "out_of_range",
+            format!("{min}에서 {max} 사이의 정수여야 합니다."),
+            format!("A whole number from {min} to {max}."),
+        ),
         BookingProblem::Count { max } => (
             "count",
             format!("사진은 종류별로 1장 이상 최대 {max}장입니다."),
@@ -361,6 +366,9 @@ impl From<BookingError> for ApiError {
             BookingError::WindowTaken => ApiError::new(ErrorCode::BOOKING002),
             BookingError::PhotosNotExpected { .. } => ApiError::new(ErrorCode::BOOKING012),
             BookingError::PaymentRequired => ApiError::new(ErrorCode::BOOKING013),
+            BookingError::ReviewNotOpen => ApiError::new(ErrorCode::REVIEW002),
+            BookingError::AlreadyReviewed => ApiError::new(ErrorCode::REVIEW003),
+            BookingError::ReviewPeriodOver => ApiError::new(ErrorCode::REVIEW004),
         }
     }
 }
@@ -427,5 +435,20 @@ impl From<PaymentServiceError> for ApiError {
             }
             PaymentServiceError::Infra(e) => e.into(),
         }
+    }
+}
+
+/// A refused review: field problems are review fields (REVIEW001); the rest as for any
+/// booking command.
+pub fn review_refusal(err: BookingServiceError) -> ApiError {
+    match err {
+        BookingServiceError::Booking(BookingError::Invalid { field, problem }) => {
+            let (reason, ko, en) = describe_booking(&problem);
+            ApiError::with_details(
+                ErrorCode::REVIEW001,
+                vec![FieldIssue::new(field.into_owned(), reason, ko, en)],
+            )
+        }
+        other => other.into(),
     }
 }

@@ -25,6 +25,8 @@ use utoipa::{Modify, OpenApi};
         (name = "vehicles", description = "차량 관리: listing, availability and search"),
         (name = "bookings", description = "예약 관리: requests, answers, cancellations, pickup and return"),
         (name = "payments", description = "결제 처리: Toss Payments confirmation"),
+        (name = "reviews", description = "리뷰: guests and hosts rate each other after a trip"),
+        (name = "notifications", description = "알림: inbox, read marks, push devices, announcements"),
         (name = "operations", description = "Health, readiness, metrics and pipeline state")
     )
 )]

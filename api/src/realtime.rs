@@ -1,16 +1,22 @@
-//! Real-time booking updates over WebSocket, fanned out across API instances by Redis pub/sub.
+//! Real-time messages over WebSocket, fanned out across API instances by Redis pub/sub.
 //!
-//! A booking command that commits publishes a [`BookingUpdate`] on the Redis channel
-//! `<REDIS_KEY_PREFIX>booking-updates`. Every API instance subscribes to that channel and
-//! forwards each update to the WebSocket sessions of the booking's guest and host connected to
-//! it. Delivery is best effort (a client that was offline re-reads `GET /v1/bookings`); the
-//! authoritative state is always the read model.
+//! Two channels feed the sessions:
+//! - `<REDIS_KEY_PREFIX>booking-updates`: a booking command that commits publishes a
+//!   [`BookingUpdate`], forwarded to the booking's guest and host. Best effort (a client that
+//!   was offline re-reads `GET /v1/bookings`).
+//! - `<REDIS_KEY_PREFIX>notifications`: the notification dispatcher publishes each new inbox
+//!   entry once (`{"type": "notification", "user_id", "notification": {…}}`), forwarded to the
+//!   recipient's sessions. A client that was offline reads `GET /v1/notifications`.
+//!
+//! Every API instance subscribes to both and forwards to the sessions connected to it; the
+//! authoritative state is always the read models.
 
 use crate::auth::Authenticator;
 use crate::error::{ApiError, ErrorCode};
 use crate::redis_client::RedisHandle;
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use carshare_commands::bookings::{BookingUpdate, UpdatePublisher};
+use carshare_commands::notifications::InboxPublisher;
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,8 +25,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// The channel name, after the key prefix.
+/// The booking updates channel, after the key prefix.
 const CHANNEL: &str = "booking-updates";
+/// The inbox channel, after the key prefix.
+const NOTIFICATIONS: &str = "notifications";
 
 /// Publishes updates with `PUBLISH` (spawned, so the command never waits for Redis).
 pub struct RedisUpdates {
@@ -48,6 +56,26 @@ impl UpdatePublisher for RedisUpdates {
             }
         });
     }
+}
+
+#[async_trait::async_trait]
+impl InboxPublisher for RedisUpdates {
+    async fn publish(&self, user_id: Uuid, message: &serde_json::Value) -> Result<(), String> {
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(self.redis.key(NOTIFICATIONS))
+            .arg(message.to_string());
+        self.redis
+            .run::<i64>(&cmd)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("publishing to Redis for {user_id}: {e}"))
+    }
+}
+
+/// An inbox entry as published on the notifications channel.
+#[derive(serde::Deserialize)]
+struct InboxMessage {
+    user_id: Uuid,
 }
 
 /// One WebSocket session's outbox, with the session's number.
@@ -106,20 +134,36 @@ impl Hub {
             .unwrap_or(0)
     }
 
-    /// Subscribes to the channel and forwards updates until `shutdown`, reconnecting after
+    /// Forwards one message of `channel` to the sessions it concerns.
+    fn route(&self, channel: &str, notifications: &str, text: &str) {
+        if channel == notifications {
+            match serde_json::from_str::<InboxMessage>(text) {
+                Ok(message) => self.send(message.user_id, text),
+                Err(e) => tracing::warn!(error = %e, "unreadable notification message"),
+            }
+        } else {
+            match serde_json::from_str::<BookingUpdate>(text) {
+                Ok(update) => self.deliver(&update, text),
+                Err(e) => tracing::warn!(error = %e, "unreadable booking update"),
+            }
+        }
+    }
+
+    /// Subscribes to both channels and forwards messages until `shutdown`, reconnecting after
     /// Redis outages.
     pub async fn run(self, redis: Arc<RedisHandle>, shutdown: CancellationToken) {
         let channel = redis.key(CHANNEL);
+        let notifications = redis.key(NOTIFICATIONS);
         let mut backoff = Duration::from_millis(200);
         loop {
             if shutdown.is_cancelled() {
                 return;
             }
             match redis.pubsub().await {
-                Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+                Ok(mut pubsub) => match pubsub.subscribe(&[&channel, &notifications]).await {
                     Ok(()) => {
                         backoff = Duration::from_millis(200);
-                        tracing::info!(%channel, "subscribed to booking updates");
+                        tracing::info!(%channel, %notifications, "subscribed to real-time channels");
                         let mut messages = pubsub.on_message();
                         loop {
                             tokio::select! {
@@ -130,20 +174,17 @@ impl Hub {
                                             Ok(text) => text,
                                             Err(_) => continue,
                                         };
-                                        match serde_json::from_str::<BookingUpdate>(&text) {
-                                            Ok(update) => self.deliver(&update, &text),
-                                            Err(e) => tracing::warn!(error = %e, "unreadable booking update"),
-                                        }
+                                        self.route(message.get_channel_name(), &notifications, &text);
                                     }
                                     None => break,
                                 },
                             }
                         }
-                        tracing::warn!("booking update subscription ended; reconnecting");
+                        tracing::warn!("real-time subscription ended; reconnecting");
                     }
-                    Err(e) => tracing::warn!(error = %e, "cannot subscribe to booking updates"),
+                    Err(e) => tracing::warn!(error = %e, "cannot subscribe to real-time channels"),
                 },
-                Err(e) => tracing::warn!(error = %e, "cannot connect for booking updates"),
+                Err(e) => tracing::warn!(error = %e, "cannot connect for real-time channels"),
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -172,10 +213,12 @@ fn handshake_token(req: &HttpRequest) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// Real-time updates of the caller's bookings (as guest and as host). Authenticate with
-/// `Authorization: Bearer <token>` or `?access_token=<token>`. Each message is a JSON
-/// `booking.updated` object: `{type, booking_id, vehicle_id, guest_id, host_id, status, event,
-/// at, position}`. The first message is `{"type": "ready", "user_id": …}`.
+/// Real-time updates of the caller's bookings (as guest and as host) and inbox. Authenticate
+/// with `Authorization: Bearer <token>` or `?access_token=<token>`. The first message is
+/// `{"type": "ready", "user_id": …}`; then each message is either a `booking.updated` object
+/// (`{type, booking_id, vehicle_id, guest_id, host_id, status, event, at, position}`) or a new
+/// inbox entry (`{"type": "notification", "user_id", "notification": {id, kind, title, body,
+/// data, booking_id, created_at, read_at}}`).
 #[utoipa::path(
     tag = "bookings",
     params(("access_token" = Option<String>, Query, description = "Access token, when no Authorization header can be sent")),

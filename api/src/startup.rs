@@ -19,9 +19,13 @@ use actix_web::{middleware::from_fn, web, App, HttpServer};
 use anyhow::Context;
 use carshare_commands::accounts::AccountService;
 use carshare_commands::bookings::{BookingService, ExpirySweeper};
+use carshare_commands::external::fcm::{FcmClient, PushSender};
 use carshare_commands::external::kakao::{KakaoGeocoder, KakaoSettings};
 use carshare_commands::external::toss::{PaymentGateway, TossClient, TossSettings};
 use carshare_commands::geocoding::Geocoder;
+use carshare_commands::notifications::{
+    AnnouncementService, DispatchSettings, Dispatcher, InboxPublisher,
+};
 use carshare_commands::payments::{PaymentService, RefundSweeper};
 use carshare_commands::vehicles::VehicleService;
 use carshare_commands::SystemClock;
@@ -73,6 +77,8 @@ pub fn routes() -> (
                 .configure(routes::vehicles::configure)
                 .configure(routes::bookings::configure)
                 .configure(routes::payments::configure)
+                .configure(routes::reviews::configure)
+                .configure(routes::notifications::configure)
                 .configure(routes::admin::configure),
         )
         .split_for_parts()
@@ -294,6 +300,25 @@ impl Application {
             );
             workers.push(tokio::spawn(sweeper.run(shutdown.child_token())));
         }
+        let updates = Arc::new(RedisUpdates::new(redis.clone()));
+        if settings.run_projections {
+            let push: Option<Arc<dyn PushSender>> = match &settings.fcm {
+                None => None,
+                Some(fcm) => Some(Arc::new(
+                    FcmClient::new(fcm.clone()).context("building the FCM client")?,
+                )),
+            };
+            let dispatcher = Dispatcher::new(
+                pool.clone(),
+                Some(updates.clone() as Arc<dyn InboxPublisher>),
+                push,
+                DispatchSettings {
+                    interval: settings.notification_poll_interval,
+                    ..DispatchSettings::default()
+                },
+            );
+            workers.push(tokio::spawn(dispatcher.run(shutdown.child_token())));
+        }
         let hub = Hub::default();
         workers.push(tokio::spawn(
             hub.clone().run(redis.clone(), shutdown.child_token()),
@@ -312,6 +337,11 @@ impl Application {
             accounts,
             bookings,
             payments,
+            announcements: Arc::new(AnnouncementService::new(
+                pool.clone(),
+                signal.clone(),
+                clock.clone(),
+            )),
             images,
             tokens: tokens.clone(),
             revocations: revocations.clone(),

@@ -25,6 +25,8 @@ pub struct AppState {
     pub bookings: Arc<BookingService>,
     /// Payments.
     pub payments: Arc<carshare_commands::payments::PaymentService>,
+    /// Announcements.
+    pub announcements: Arc<carshare_commands::notifications::AnnouncementService>,
     /// Uploaded images.
     pub images: carshare_commands::storage::ImageStore,
     /// Accounts and sessions.

@@ -387,6 +387,7 @@ async fn main() -> Result<()> {
             min_price: None,
             max_price: None,
             buffer: chrono::Duration::minutes(30),
+            sort: carshare_projections::vehicles::SearchSort::Distance,
             limit: 20,
             after: None,
         };

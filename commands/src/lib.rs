@@ -11,6 +11,7 @@ pub mod error;
 pub mod external;
 pub mod geocoding;
 pub mod metrics;
+pub mod notifications;
 pub mod payments;
 pub mod storage;
 pub mod vehicles;

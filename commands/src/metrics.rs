@@ -49,3 +49,13 @@ pub static EXTERNAL_CALLS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["service", "outcome"],
     )
 });
+
+/// Notification deliveries finished, by channel (websocket, push) and outcome (sent, skipped,
+/// retried, failed).
+pub static NOTIFICATION_DELIVERIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "carshare_notification_deliveries_total",
+        "Notification deliveries by channel and outcome",
+        &["channel", "outcome"],
+    )
+});

@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod actor;
+pub mod announcement;
 pub mod booking;
 pub mod geo;
 pub mod money;

@@ -20,8 +20,13 @@ use std::time::Duration;
 
 /// Aggregate types whose topics are created when the relay starts; a type met later gets its
 /// topic when its first event is published.
-pub const AGGREGATE_TYPES: &[&str] =
-    &[<carshare_domain::vehicle::Vehicle as cqrs_es::Aggregate>::TYPE];
+pub const AGGREGATE_TYPES: &[&str] = &[
+    "Vehicle",
+    "Booking",
+    "Payment",
+    "Settlement",
+    "Announcement",
+];
 
 /// How to reach the brokers and name things there.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,11 +9,13 @@ pub mod bookings;
 pub mod consumer;
 mod fold;
 pub mod metrics;
+pub mod notifications;
 mod paging;
 pub mod payments;
 pub mod progress;
 pub mod projection;
 pub mod rebuild;
+pub mod reviews;
 pub mod runner;
 pub mod status;
 pub mod vehicles;
@@ -32,6 +34,8 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(bookings::BookingProjection),
         Arc::new(payments::PaymentProjection),
         Arc::new(payments::SettlementProjection),
+        Arc::new(reviews::ReviewProjection),
+        Arc::new(notifications::NotificationProjection),
     ]
 }
 

@@ -28,7 +28,8 @@ async fn connect(app: &TestApp, token: &str) -> Socket {
     socket
 }
 
-/// The next JSON text message within `timeout`, answering pings on the way.
+/// The next JSON text message within `timeout` other than inbox entries (tested in
+/// `notifications.rs`), answering pings on the way.
 async fn next_json(socket: &mut Socket, timeout: StdDuration) -> Option<Value> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -37,7 +38,12 @@ async fn next_json(socket: &mut Socket, timeout: StdDuration) -> Option<Value> {
             .ok()??
             .ok()?;
         match message {
-            Message::Text(text) => return serde_json::from_str(&text).ok(),
+            Message::Text(text) => {
+                let value: Value = serde_json::from_str(&text).ok()?;
+                if value["type"] != "notification" {
+                    return Some(value);
+                }
+            }
             Message::Ping(bytes) => {
                 let _ = socket.send(Message::Pong(bytes)).await;
             }

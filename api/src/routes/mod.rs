@@ -6,7 +6,9 @@ pub mod admin;
 pub mod auth;
 pub mod bookings;
 pub mod health;
+pub mod notifications;
 pub mod payments;
+pub mod reviews;
 pub mod users;
 pub mod vehicles;
 

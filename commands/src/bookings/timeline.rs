@@ -201,6 +201,22 @@ fn booking_summary(event: &BookingEvent) -> String {
             keys.len(),
             kind.as_str()
         ),
+        BookingEvent::ReviewSubmitted {
+            reviewer_role,
+            reviewer_id,
+            reviewee_id,
+            rating,
+            is_recommended,
+            ..
+        } => format!(
+            "The {} ({reviewer_id}) rated {reviewee_id} {rating}/5{}.",
+            reviewer_role.as_str(),
+            if *is_recommended {
+                " and recommends them"
+            } else {
+                ""
+            }
+        ),
     }
 }
 

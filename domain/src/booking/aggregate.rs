@@ -3,6 +3,9 @@
 use super::commands::{BookingAction, BookingCommand, NewBooking, PhotoKind};
 use super::error::{BookingError, BookingProblem};
 use super::events::{BookingEvent, CancelledBy, ExpiryReason};
+use super::review::{
+    NewReview, ReviewerRole, MAX_COMMENT_CHARS, MAX_RATING, MIN_RATING, REVIEW_WINDOW_DAYS,
+};
 use super::rules::{
     aligned, price, refund_for, BookingStatus, ALIGN_MINUTES, LATE_GRACE_MINUTES, MAX_DAYS,
     MIN_MINUTES, PICKUP_EARLY_MINUTES,
@@ -76,6 +79,12 @@ pub struct BookingState {
     pub pickup_photos: Vec<String>,
     /// Storage keys of the return photos.
     pub return_photos: Vec<String>,
+    /// Whether the guest reviewed the host.
+    #[serde(default)]
+    pub guest_reviewed: bool,
+    /// Whether the host reviewed the guest.
+    #[serde(default)]
+    pub host_reviewed: bool,
 }
 
 /// A cancellation as recorded.
@@ -150,15 +159,25 @@ impl Aggregate for Booking {
                 expiry: None,
                 pickup_photos: Vec::new(),
                 return_photos: Vec::new(),
+                guest_reviewed: false,
+                host_reviewed: false,
             });
             return;
         }
         let Some(state) = self.state.as_mut() else {
             return;
         };
+        if let BookingEvent::ReviewSubmitted { reviewer_role, .. } = event {
+            // A review is about the trip, not a change of the booking itself.
+            match reviewer_role {
+                ReviewerRole::Guest => state.guest_reviewed = true,
+                ReviewerRole::Host => state.host_reviewed = true,
+            }
+            return;
+        }
         state.updated_at = event.at();
         match event {
-            BookingEvent::BookingRequested { .. } => {}
+            BookingEvent::BookingRequested { .. } | BookingEvent::ReviewSubmitted { .. } => {}
             BookingEvent::BookingApproved { host_response, .. } => {
                 state.status = BookingStatus::Approved;
                 state.host_response = host_response;
@@ -236,6 +255,7 @@ impl Booking {
             BookingAction::Start { paid } => state.start(actor, at, paid),
             BookingAction::Complete => state.complete(actor, at),
             BookingAction::AddPhotos { kind, keys } => state.add_photos(actor, at, kind, keys),
+            BookingAction::Review(review) => state.review(actor, at, review),
         }
     }
 }
@@ -325,20 +345,40 @@ pub fn booking_window(
 }
 
 fn text(field: &'static str, value: Option<String>) -> Result<Option<String>, BookingError> {
+    text_up_to(field, value, MAX_MESSAGE_CHARS)
+}
+
+fn text_up_to(
+    field: &'static str,
+    value: Option<String>,
+    max: usize,
+) -> Result<Option<String>, BookingError> {
     let Some(value) = value else { return Ok(None) };
     let trimmed = value.trim();
     if trimmed.is_empty() {
         return Ok(None);
     }
-    if trimmed.chars().count() > MAX_MESSAGE_CHARS {
+    if trimmed.chars().count() > max {
         return Err(BookingError::invalid(
             field,
-            BookingProblem::TextTooLong {
-                max: MAX_MESSAGE_CHARS,
-            },
+            BookingProblem::TextTooLong { max },
         ));
     }
     Ok(Some(trimmed.to_string()))
+}
+
+fn rating(field: &'static str, value: i32) -> Result<i32, BookingError> {
+    if (MIN_RATING..=MAX_RATING).contains(&value) {
+        Ok(value)
+    } else {
+        Err(BookingError::invalid(
+            field,
+            BookingProblem::OutOfRange {
+                min: MIN_RATING.into(),
+                max: MAX_RATING.into(),
+            },
+        ))
+    }
 }
 
 impl BookingState {
@@ -546,6 +586,53 @@ impl BookingState {
             kind,
             keys: fresh,
             by: actor.user_id,
+            at,
+        }])
+    }
+}
+
+impl BookingState {
+    fn review(
+        &self,
+        actor: Option<Actor>,
+        at: DateTime<Utc>,
+        review: NewReview,
+    ) -> Result<Vec<BookingEvent>, BookingError> {
+        let actor = actor.ok_or(BookingError::NotParticipant)?;
+        let (reviewer_role, reviewee_id, done) = if actor.user_id == self.guest_id {
+            (ReviewerRole::Guest, self.host_id, self.guest_reviewed)
+        } else if actor.user_id == self.host_id {
+            (ReviewerRole::Host, self.guest_id, self.host_reviewed)
+        } else {
+            return Err(BookingError::NotParticipant);
+        };
+        let overall = rating("rating", review.rating)?;
+        for (field, value) in review.category_ratings.fields() {
+            if let Some(value) = value {
+                rating(field, value)?;
+            }
+        }
+        let comment = text_up_to("comment", review.comment, MAX_COMMENT_CHARS)?;
+        let completed_at = match (self.status, self.completed_at) {
+            (BookingStatus::Completed, Some(at)) => at,
+            _ => return Err(BookingError::ReviewNotOpen),
+        };
+        if done {
+            return Err(BookingError::AlreadyReviewed);
+        }
+        if at > completed_at + Duration::days(REVIEW_WINDOW_DAYS) {
+            return Err(BookingError::ReviewPeriodOver);
+        }
+        Ok(vec![BookingEvent::ReviewSubmitted {
+            review_id: review.review_id,
+            reviewer_id: actor.user_id,
+            reviewer_role,
+            reviewee_id,
+            vehicle_id: self.vehicle_id,
+            rating: overall,
+            category_ratings: review.category_ratings,
+            comment,
+            is_recommended: review.is_recommended,
             at,
         }])
     }

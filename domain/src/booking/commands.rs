@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::review::NewReview;
 use super::rules::BookingPolicy;
 
 /// A command to the Booking aggregate: who asks (`None`: the platform itself, e.g. expiry),
@@ -59,6 +60,8 @@ pub enum BookingAction {
         /// Storage keys of the stored images.
         keys: Vec<String>,
     },
+    /// The guest or the host reviews the other side after the trip.
+    Review(NewReview),
 }
 
 impl BookingAction {
@@ -74,6 +77,7 @@ impl BookingAction {
             BookingAction::Start { .. } => "StartBooking",
             BookingAction::Complete => "CompleteBooking",
             BookingAction::AddPhotos { .. } => "AddBookingPhotos",
+            BookingAction::Review(_) => "SubmitReview",
         }
     }
 }

@@ -30,6 +30,13 @@ pub enum BookingProblem {
         /// Maximum characters.
         max: usize,
     },
+    /// A number outside its range.
+    OutOfRange {
+        /// Lowest allowed.
+        min: i64,
+        /// Highest allowed.
+        max: i64,
+    },
     /// Too many items, or none.
     Count {
         /// Maximum number of items.
@@ -101,6 +108,15 @@ pub enum BookingError {
     /// Another booking holds the car in (or too close to) that window.
     #[error("the vehicle is already booked in that window")]
     WindowTaken,
+    /// Reviews open when the trip is completed.
+    #[error("a booking can be reviewed once it is completed")]
+    ReviewNotOpen,
+    /// The review period is over.
+    #[error("reviews are accepted for 14 days after the return")]
+    ReviewPeriodOver,
+    /// This side already reviewed the booking.
+    #[error("this booking was already reviewed by you")]
+    AlreadyReviewed,
     /// The photo step does not match the booking's status.
     #[error("{kind} photos are taken around the matching transition")]
     PhotosNotExpected {

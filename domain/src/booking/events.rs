@@ -1,6 +1,7 @@
 //! What happened to a booking.
 
 use super::commands::PhotoKind;
+use super::review::{CategoryRatings, ReviewerRole};
 use super::rules::RefundRule;
 use crate::money::Won;
 use chrono::{DateTime, Utc};
@@ -146,6 +147,29 @@ pub enum BookingEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// The guest or the host reviewed the other side after the trip.
+    ReviewSubmitted {
+        /// The review's id.
+        review_id: Uuid,
+        /// Who wrote it.
+        reviewer_id: Uuid,
+        /// Which side wrote it.
+        reviewer_role: ReviewerRole,
+        /// Who is reviewed.
+        reviewee_id: Uuid,
+        /// The booked vehicle (a guest's review rates it too).
+        vehicle_id: Uuid,
+        /// Overall rating, 1–5.
+        rating: i32,
+        /// Per-category ratings.
+        category_ratings: CategoryRatings,
+        /// Free text.
+        comment: Option<String>,
+        /// Whether the author recommends the other side.
+        is_recommended: bool,
+        /// When.
+        at: DateTime<Utc>,
+    },
 }
 
 impl BookingEvent {
@@ -159,7 +183,8 @@ impl BookingEvent {
             | BookingEvent::BookingExpired { at, .. }
             | BookingEvent::BookingStarted { at }
             | BookingEvent::BookingCompleted { at, .. }
-            | BookingEvent::BookingPhotosAdded { at, .. } => *at,
+            | BookingEvent::BookingPhotosAdded { at, .. }
+            | BookingEvent::ReviewSubmitted { at, .. } => *at,
         }
     }
 
@@ -174,6 +199,7 @@ impl BookingEvent {
             BookingEvent::BookingStarted { .. } => "BookingStarted",
             BookingEvent::BookingCompleted { .. } => "BookingCompleted",
             BookingEvent::BookingPhotosAdded { .. } => "BookingPhotosAdded",
+            BookingEvent::ReviewSubmitted { .. } => "ReviewSubmitted",
         }
     }
 

@@ -10,12 +10,17 @@ mod aggregate;
 mod commands;
 mod error;
 mod events;
+mod review;
 mod rules;
 
 pub use aggregate::{Booking, BookingState};
 pub use commands::{BookingAction, BookingCommand, NewBooking, PhotoKind, VehicleTerms};
 pub use error::{BookingError, BookingProblem};
 pub use events::{BookingEvent, CancelledBy, ExpiryReason, BOOKING_EVENT_VERSION};
+pub use review::{
+    CategoryRatings, NewReview, ReviewerRole, MAX_COMMENT_CHARS, MAX_RATING, MIN_RATING,
+    REVIEW_WINDOW_DAYS,
+};
 pub use rules::{
     price, refund_for, BookingPolicy, BookingStatus, RefundRule, ALIGN_MINUTES, LATE_GRACE_MINUTES,
     MAX_DAYS, MIN_MINUTES, PICKUP_EARLY_MINUTES,

@@ -1,6 +1,7 @@
 //! Given / when / then for every transition and refusal of a booking.
 
 use super::*;
+use crate::booking::review::CategoryRatings;
 use crate::booking::rules::{BookingPolicy, RefundRule};
 use crate::booking::VehicleTerms;
 use cqrs_es::test::TestFramework;
@@ -706,4 +707,210 @@ fn the_platform_cancels_an_approved_booking_left_unpaid() {
             status: BookingStatus::Pending,
             action: "cancel",
         });
+}
+
+fn completed() -> BookingEvent {
+    BookingEvent::BookingCompleted {
+        late_minutes: 0,
+        at: t("2026-12-03T05:30:00Z"),
+    }
+}
+
+fn review(rating: i32) -> NewReview {
+    NewReview {
+        review_id: Uuid::from_u128(900),
+        rating,
+        category_ratings: CategoryRatings {
+            cleanliness: Some(5),
+            punctuality: Some(4),
+            manners: None,
+        },
+        comment: Some("  깨끗하고 친절했어요  ".into()),
+        is_recommended: true,
+    }
+}
+
+fn reviewed_by_guest() -> BookingEvent {
+    BookingEvent::ReviewSubmitted {
+        review_id: Uuid::from_u128(900),
+        reviewer_id: guest().user_id,
+        reviewer_role: ReviewerRole::Guest,
+        reviewee_id: host().user_id,
+        vehicle_id: Uuid::from_u128(200),
+        rating: 5,
+        category_ratings: CategoryRatings {
+            cleanliness: Some(5),
+            punctuality: Some(4),
+            manners: None,
+        },
+        comment: Some("깨끗하고 친절했어요".into()),
+        is_recommended: true,
+        at: t("2026-12-04T00:00:00Z"),
+    }
+}
+
+#[test]
+fn after_the_trip_each_side_reviews_the_other_once() {
+    BookingTest::with(())
+        .given(vec![requested(), approved(), started(), completed()])
+        .when(cmd(
+            Some(guest()),
+            t("2026-12-04T00:00:00Z"),
+            BookingAction::Review(review(5)),
+        ))
+        .then_expect_events(vec![reviewed_by_guest()]);
+    // The host reviews the guest after the guest did.
+    let events = {
+        let mut booking = Booking::default();
+        for e in [
+            requested(),
+            approved(),
+            started(),
+            completed(),
+            reviewed_by_guest(),
+        ] {
+            booking.apply(e);
+        }
+        booking
+            .decide(cmd(
+                Some(host()),
+                t("2026-12-10T00:00:00Z"),
+                BookingAction::Review(review(3)),
+            ))
+            .unwrap()
+    };
+    let [BookingEvent::ReviewSubmitted {
+        reviewer_role,
+        reviewee_id,
+        rating,
+        ..
+    }] = events.as_slice()
+    else {
+        panic!("expected one review, got {events:?}");
+    };
+    assert_eq!(*reviewer_role, ReviewerRole::Host);
+    assert_eq!(*reviewee_id, guest().user_id);
+    assert_eq!(*rating, 3);
+    // Twice by the same side: refused.
+    BookingTest::with(())
+        .given(vec![
+            requested(),
+            approved(),
+            started(),
+            completed(),
+            reviewed_by_guest(),
+        ])
+        .when(cmd(
+            Some(guest()),
+            t("2026-12-05T00:00:00Z"),
+            BookingAction::Review(review(4)),
+        ))
+        .then_expect_error(BookingError::AlreadyReviewed);
+}
+
+#[test]
+fn reviews_wait_for_the_return_and_close_after_fourteen_days() {
+    for given in [
+        vec![requested()],
+        vec![requested(), approved()],
+        vec![requested(), approved(), started()],
+    ] {
+        BookingTest::with(())
+            .given(given)
+            .when(cmd(
+                Some(guest()),
+                t("2026-12-03T03:00:00Z"),
+                BookingAction::Review(review(5)),
+            ))
+            .then_expect_error(BookingError::ReviewNotOpen);
+    }
+    // Exactly fourteen days after the return is still in time; a minute later is not.
+    let all = || vec![requested(), approved(), started(), completed()];
+    let mut booking = Booking::default();
+    for e in all() {
+        booking.apply(e);
+    }
+    assert!(booking
+        .decide(cmd(
+            Some(host()),
+            t("2026-12-17T05:30:00Z"),
+            BookingAction::Review(review(4)),
+        ))
+        .is_ok());
+    BookingTest::with(())
+        .given(all())
+        .when(cmd(
+            Some(host()),
+            t("2026-12-17T05:31:00Z"),
+            BookingAction::Review(review(4)),
+        ))
+        .then_expect_error(BookingError::ReviewPeriodOver);
+}
+
+#[test]
+fn strangers_and_out_of_range_ratings_are_refused() {
+    let all = || vec![requested(), approved(), started(), completed()];
+    for actor in [Some(stranger()), Some(admin()), None] {
+        BookingTest::with(())
+            .given(all())
+            .when(cmd(
+                actor,
+                t("2026-12-04T00:00:00Z"),
+                BookingAction::Review(review(5)),
+            ))
+            .then_expect_error(BookingError::NotParticipant);
+    }
+    for bad in [0, 6, -1] {
+        BookingTest::with(())
+            .given(all())
+            .when(cmd(
+                Some(guest()),
+                t("2026-12-04T00:00:00Z"),
+                BookingAction::Review(review(bad)),
+            ))
+            .then_expect_error(BookingError::invalid(
+                "rating",
+                BookingProblem::OutOfRange { min: 1, max: 5 },
+            ));
+    }
+    let mut bad_category = review(5);
+    bad_category.category_ratings.manners = Some(9);
+    BookingTest::with(())
+        .given(all())
+        .when(cmd(
+            Some(guest()),
+            t("2026-12-04T00:00:00Z"),
+            BookingAction::Review(bad_category),
+        ))
+        .then_expect_error(BookingError::invalid(
+            "category_ratings.manners",
+            BookingProblem::OutOfRange { min: 1, max: 5 },
+        ));
+    let mut long = review(5);
+    long.comment = Some("가".repeat(2_001));
+    BookingTest::with(())
+        .given(all())
+        .when(cmd(
+            Some(guest()),
+            t("2026-12-04T00:00:00Z"),
+            BookingAction::Review(long),
+        ))
+        .then_expect_error(BookingError::invalid(
+            "comment",
+            BookingProblem::TextTooLong { max: 2_000 },
+        ));
+}
+
+#[test]
+fn a_review_marks_its_side_without_touching_the_booking() {
+    let mut booking = Booking::default();
+    for e in [requested(), approved(), started(), completed()] {
+        booking.apply(e);
+    }
+    let before = booking.state.clone().unwrap();
+    booking.apply(reviewed_by_guest());
+    let after = booking.state.unwrap();
+    assert!(after.guest_reviewed && !after.host_reviewed);
+    assert_eq!(after.updated_at, before.updated_at);
+    assert_eq!(after.status, BookingStatus::Completed);
 }

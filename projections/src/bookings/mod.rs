@@ -65,6 +65,8 @@ impl Projection for BookingProjection {
                    refund_rule = EXCLUDED.refund_rule, refund_amount = EXCLUDED.refund_amount, \
                    expiry_reason = EXCLUDED.expiry_reason, started_at = EXCLUDED.started_at, \
                    completed_at = EXCLUDED.completed_at, late_minutes = EXCLUDED.late_minutes, \
+                   guest_reviewed_at = EXCLUDED.guest_reviewed_at, \
+                   host_reviewed_at = EXCLUDED.host_reviewed_at, \
                    updated_at = EXCLUDED.updated_at, last_sequence = EXCLUDED.last_sequence, \
                    last_position = EXCLUDED.last_position \
                  WHERE cur.last_sequence < EXCLUDED.last_sequence",

@@ -1,7 +1,7 @@
 //! A row of `read.bookings` and how events change it.
 
 use crate::fold::{decode, AggregateRow, JsonRow};
-use carshare_domain::booking::{BookingEvent, BookingStatus, PhotoKind};
+use carshare_domain::booking::{BookingEvent, BookingStatus, PhotoKind, ReviewerRole};
 use carshare_event_store::StoredEvent;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -58,6 +58,10 @@ pub struct BookingRow {
     pub completed_at: Option<DateTime<Utc>>,
     /// Minutes late at return.
     pub late_minutes: Option<i64>,
+    /// When the guest reviewed the host.
+    pub guest_reviewed_at: Option<DateTime<Utc>>,
+    /// When the host reviewed the guest.
+    pub host_reviewed_at: Option<DateTime<Utc>>,
     /// Request time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -73,7 +77,7 @@ pub(crate) const COLUMNS: &str = "id, vehicle_id, guest_id, host_id, start_datet
     end_datetime, hourly_rate, total_amount, platform_fee, host_share, status, guest_message, \
     host_response, respond_by, pickup_photos, return_photos, cancelled_by, cancel_reason, \
     refund_rule, refund_amount, expiry_reason, started_at, completed_at, late_minutes, \
-    created_at, updated_at, last_sequence, last_position";
+    guest_reviewed_at, host_reviewed_at, created_at, updated_at, last_sequence, last_position";
 
 fn snake<T: serde::Serialize>(value: &T) -> Option<String> {
     serde_json::to_value(value)
@@ -133,6 +137,8 @@ impl AggregateRow for BookingRow {
                 started_at: None,
                 completed_at: None,
                 late_minutes: None,
+                guest_reviewed_at: None,
+                host_reviewed_at: None,
                 created_at: at,
                 updated_at: at,
                 last_sequence: stored.sequence,
@@ -148,7 +154,9 @@ impl AggregateRow for BookingRow {
 
     fn apply(&mut self, stored: &StoredEvent) -> Result<(), String> {
         let event: BookingEvent = decode(stored)?;
-        self.updated_at = event.at();
+        if !matches!(event, BookingEvent::ReviewSubmitted { .. }) {
+            self.updated_at = event.at();
+        }
         match event {
             BookingEvent::BookingRequested { .. } => {
                 return Err("BookingRequested for a booking already requested".into())
@@ -198,6 +206,12 @@ impl AggregateRow for BookingRow {
                     }
                 }
             }
+            BookingEvent::ReviewSubmitted {
+                reviewer_role, at, ..
+            } => match reviewer_role {
+                ReviewerRole::Guest => self.guest_reviewed_at = Some(at),
+                ReviewerRole::Host => self.host_reviewed_at = Some(at),
+            },
         }
         self.last_sequence = stored.sequence;
         self.last_position = stored.position;

@@ -5,7 +5,8 @@ mod queries;
 mod row;
 
 pub use queries::{
-    get, list_by_owner, search, OwnerCursor, OwnerListQuery, SearchCursor, SearchHit, SearchQuery,
+    get, list_by_owner, search, OwnerCursor, OwnerListQuery, Rating, SearchCursor, SearchHit,
+    SearchQuery, SearchSort,
 };
 pub use row::VehicleRow;
 

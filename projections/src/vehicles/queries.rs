@@ -111,10 +111,23 @@ pub struct SearchQuery {
     pub max_price: Option<i64>,
     /// Free time required between a booking already holding the car and this window.
     pub buffer: chrono::Duration,
+    /// Order of the results.
+    pub sort: SearchSort,
     /// Page size.
     pub limit: i64,
     /// Continue after this cursor.
     pub after: Option<SearchCursor>,
+}
+
+/// Order of search results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SearchSort {
+    /// Nearest first (the default; walks the spatial index and stops after the page).
+    #[default]
+    Distance,
+    /// Best average rating first (unrated vehicles last), nearest first among equals. Sorts
+    /// every match within the radius.
+    Rating,
 }
 
 /// Position in a search. Results come nearest first (a KNN scan, which cannot add a second
@@ -165,6 +178,19 @@ pub struct SearchHit {
     pub vehicle: VehicleRow,
     /// Great-circle distance from the centre in km.
     pub distance_km: f64,
+    /// The vehicle's reviews (by guests after their trips).
+    pub vehicle_rating: Rating,
+    /// The host's reviews (by guests).
+    pub host_rating: Rating,
+}
+
+/// Count and mean of ratings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rating {
+    /// Mean rating, two decimals; `None` without reviews.
+    pub average: Option<f64>,
+    /// Reviews counted.
+    pub count: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -173,6 +199,10 @@ struct HitRow {
     vehicle: VehicleRow,
     distance_km: f64,
     sort_key: f64,
+    vehicle_rating: Option<f64>,
+    vehicle_reviews: i64,
+    host_rating: Option<f64>,
+    host_reviews: i64,
 }
 
 fn like_pattern(text: &str) -> String {
@@ -207,11 +237,28 @@ pub async fn search(
     let ((a1, b1), (a2, b2)) = q.window.week_pieces();
     let to_i32 = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
     // $1..$11 are fixed; optional filters take $12 onwards, in the order they are added.
+    // Rating order: the rounded mean (unrated = 0) dominates, distance (< 1e9 m) breaks ties,
+    // in one float so the same cursor works for both orders.
+    let sort_key = match q.sort {
+        SearchSort::Distance => format!("location <-> {CENTER}"),
+        SearchSort::Rating => format!(
+            "(5.0 - COALESCE(round(vs.rating_sum::numeric / NULLIF(vs.review_count, 0), 2), 0)::float8) \
+             * 1e9 + (location <-> {CENTER})"
+        ),
+    };
     let mut sql = format!(
         "SELECT {COLUMNS}, \
            ST_Distance(location, {CENTER}) / 1000.0 AS distance_km, \
-           location <-> {CENTER} AS sort_key \
+           {sort_key} AS sort_key, \
+           round(vs.rating_sum::numeric / NULLIF(vs.review_count, 0), 2)::float8 AS vehicle_rating, \
+           COALESCE(vs.review_count, 0) AS vehicle_reviews, \
+           round(hs.rating_sum::numeric / NULLIF(hs.review_count, 0), 2)::float8 AS host_rating, \
+           COALESCE(hs.review_count, 0) AS host_reviews \
          FROM read.vehicles \
+         LEFT JOIN read.rating_summaries vs \
+           ON vs.subject_kind = 'vehicle' AND vs.subject_id = read.vehicles.id \
+         LEFT JOIN read.rating_summaries hs \
+           ON hs.subject_kind = 'user' AND hs.subject_id = read.vehicles.owner_id \
          WHERE status = 'active' AND removed_at IS NULL \
            AND ST_DWithin(location, {CENTER}, $3) \
            AND NOT (weekly_blocked && int4range($4, $5)) AND NOT (weekly_blocked && int4range($6, $7)) \
@@ -252,14 +299,14 @@ pub async fn search(
         let k = placeholder(&mut args, Arg::Float(after.key));
         let seen = placeholder(&mut args, Arg::Ids(after.seen.clone()));
         sql.push_str(&format!(
-            " AND (location <-> {CENTER} > {k} \
-               OR (location <-> {CENTER} = {k} AND id <> ALL({seen}::uuid[])))"
+            " AND ({sort_key} > {k} \
+               OR ({sort_key} = {k} AND id <> ALL({seen}::uuid[])))"
         ));
     }
     // Ordering by the distance alone lets Postgres walk the GiST index nearest-first and stop
     // after the page; a second sort key would force it to collect the whole radius and sort.
     let limit = placeholder(&mut args, Arg::Int(q.limit + 1));
-    sql.push_str(&format!(" ORDER BY location <-> {CENTER} LIMIT {limit}"));
+    sql.push_str(&format!(" ORDER BY {sort_key} LIMIT {limit}"));
 
     let mut query = sqlx::query_as::<_, HitRow>(&sql)
         .bind(q.lat)
@@ -312,6 +359,14 @@ pub async fn search(
             .map(|h| SearchHit {
                 vehicle: h.vehicle,
                 distance_km: h.distance_km,
+                vehicle_rating: Rating {
+                    average: h.vehicle_rating,
+                    count: h.vehicle_reviews,
+                },
+                host_rating: Rating {
+                    average: h.host_rating,
+                    count: h.host_reviews,
+                },
             })
             .collect(),
         next,

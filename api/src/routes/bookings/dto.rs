@@ -169,6 +169,10 @@ pub struct BookingResponse {
     pub completed_at: Option<DateTime<Utc>>,
     /// Minutes late at return (0 when within the 15-minute grace).
     pub late_minutes: Option<i64>,
+    /// Whether the guest has reviewed the host (reviews open for 14 days after the return).
+    pub guest_reviewed: bool,
+    /// Whether the host has reviewed the guest.
+    pub host_reviewed: bool,
     /// Request time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -214,6 +218,8 @@ impl From<&BookingState> for BookingResponse {
             started_at: s.started_at,
             completed_at: s.completed_at,
             late_minutes: s.late_minutes,
+            guest_reviewed: s.guest_reviewed,
+            host_reviewed: s.host_reviewed,
             created_at: s.requested_at,
             updated_at: s.updated_at,
             payment: None,
@@ -254,6 +260,8 @@ impl From<&BookingRow> for BookingResponse {
             started_at: r.started_at,
             completed_at: r.completed_at,
             late_minutes: r.late_minutes,
+            guest_reviewed: r.guest_reviewed_at.is_some(),
+            host_reviewed: r.host_reviewed_at.is_some(),
             created_at: r.created_at,
             updated_at: r.updated_at,
             payment: None,

@@ -242,6 +242,40 @@ pub struct VehicleResponse {
     /// Distance from the search centre in km (search results only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub distance_km: Option<f64>,
+    /// The car's reviews by guests (search results only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rating: Option<RatingSummary>,
+    /// The host's reviews by guests (search results only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_rating: Option<RatingSummary>,
+}
+
+/// Review count and mean rating.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RatingSummary {
+    /// Mean of the ratings (1–5), two decimals; null without reviews.
+    pub average: Option<f64>,
+    /// Number of reviews.
+    pub count: i64,
+}
+
+impl From<carshare_projections::vehicles::Rating> for RatingSummary {
+    fn from(r: carshare_projections::vehicles::Rating) -> Self {
+        RatingSummary {
+            average: r.average,
+            count: r.count,
+        }
+    }
+}
+
+/// Order of search results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchSortWire {
+    /// Nearest first (default).
+    Distance,
+    /// Best rated first, unrated last; nearest first among equal ratings.
+    Rating,
 }
 
 impl From<&VehicleState> for VehicleResponse {
@@ -278,6 +312,8 @@ impl From<&VehicleState> for VehicleResponse {
             created_at: s.created_at,
             updated_at: s.updated_at,
             distance_km: None,
+            rating: None,
+            host_rating: None,
         }
     }
 }
@@ -310,6 +346,8 @@ impl From<&VehicleRow> for VehicleResponse {
             created_at: r.created_at,
             updated_at: r.updated_at,
             distance_km: None,
+            rating: None,
+            host_rating: None,
         }
     }
 }
@@ -451,6 +489,8 @@ pub struct SearchParams {
     pub min_price: Option<i64>,
     /// Highest hourly rate (won).
     pub max_price: Option<i64>,
+    /// `distance` (nearest first, the default) or `rating` (best rated first).
+    pub sort: Option<SearchSortWire>,
     /// Page size (default 20, at most 100).
     pub limit: Option<i64>,
     /// The `X-Next-Cursor` of the previous page.

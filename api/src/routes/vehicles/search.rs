@@ -1,5 +1,6 @@
 //! `GET /v1/vehicles`: bookable vehicles near a point for a time window.
 
+use super::dto::SearchSortWire;
 use super::dto::{SearchParams, VehicleResponse};
 use super::READ_MODELS;
 use crate::error::{ApiError, ErrorCode, ErrorResponse, FieldIssue};
@@ -10,7 +11,7 @@ use actix_web::{get, web, HttpResponse};
 use carshare_domain::geo::GeoPoint;
 use carshare_domain::time::WindowError;
 use carshare_domain::TimeWindow;
-use carshare_projections::vehicles::{self, SearchCursor, SearchQuery};
+use carshare_projections::vehicles::{self, SearchCursor, SearchQuery, SearchSort};
 use chrono::{Duration, Utc};
 
 /// Default search radius in km.
@@ -144,6 +145,10 @@ fn validate(p: &SearchParams) -> Result<SearchQuery, ApiError> {
             max_price: p.max_price,
             // The caller sets the buffer between trips from the settings.
             buffer: chrono::Duration::zero(),
+            sort: match p.sort {
+                None | Some(SearchSortWire::Distance) => SearchSort::Distance,
+                Some(SearchSortWire::Rating) => SearchSort::Rating,
+            },
             limit,
             after,
         }),
@@ -152,7 +157,8 @@ fn validate(p: &SearchParams) -> Result<SearchQuery, ApiError> {
 }
 
 /// Active vehicles within `radius` km of (`lat`, `lng`) that are bookable for the whole window
-/// (availability rules read in Asia/Seoul), nearest first, each with `distance_km`. The body
+/// (availability rules read in Asia/Seoul), nearest first (or best rated first with
+/// `sort=rating`), each with `distance_km`, the car's `rating` and the host's `host_rating`. The body
 /// is the seed's array of vehicles; the next page's cursor is in `X-Next-Cursor` (and `Link`).
 #[utoipa::path(
     tag = "vehicles",
@@ -199,6 +205,16 @@ pub async fn search(
             ("transmission", query.transmission.clone()),
             ("min_price", params.min_price.map(|v| v.to_string())),
             ("max_price", params.max_price.map(|v| v.to_string())),
+            (
+                "sort",
+                params.sort.map(|s| {
+                    match s {
+                        SearchSortWire::Distance => "distance",
+                        SearchSortWire::Rating => "rating",
+                    }
+                    .to_string()
+                }),
+            ),
         ] {
             if let Some(v) = v {
                 link_params.push((k.into(), v));
@@ -214,6 +230,8 @@ pub async fn search(
         .map(|h| {
             let mut v = VehicleResponse::from(&h.vehicle);
             v.distance_km = Some((h.distance_km * 1000.0).round() / 1000.0);
+            v.rating = Some(h.vehicle_rating.into());
+            v.host_rating = Some(h.host_rating.into());
             v
         })
         .collect();

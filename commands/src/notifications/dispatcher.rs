@@ -1,0 +1,363 @@
+//! Sends what the notification projection queued: one `notification_deliveries` row per inbox
+//! entry and channel (WebSocket, push).
+//!
+//! A delivery is claimed (`pending` → `sending`, `FOR UPDATE SKIP LOCKED`, so several instances
+//! share the work) before anything is sent, and finished as `sent`, `skipped` (channel not
+//! configured, no device) or `failed`. A delivery that failed without reaching anyone goes back
+//! to `pending` with a growing delay, up to [`DispatchSettings::max_attempts`]; one interrupted
+//! mid-send (the process died) is marked `failed`, never sent again: at most once per channel.
+//! The dispatcher runs beside the projections and never holds them up: a slow or failing FCM
+//! only delays pushes.
+
+use crate::external::fcm::{PushError, PushMessage, PushSender};
+use crate::metrics;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde_json::{Map, Value};
+use sqlx::types::Json;
+use sqlx::PgPool;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// The WebSocket channel: hands an entry to every API instance, which forwards it to the user's
+/// open connections (Redis pub/sub in production).
+#[async_trait]
+pub trait InboxPublisher: Send + Sync {
+    /// Publishes `message` for `user_id`'s connections.
+    async fn publish(&self, user_id: Uuid, message: &Value) -> Result<(), String>;
+}
+
+/// How the dispatcher works.
+#[derive(Debug, Clone, Copy)]
+pub struct DispatchSettings {
+    /// Pause between passes when there was nothing to do.
+    pub interval: Duration,
+    /// Deliveries claimed per pass.
+    pub batch: i64,
+    /// Deliveries sent at once.
+    pub concurrency: usize,
+    /// Attempts before a delivery is given up.
+    pub max_attempts: i32,
+    /// A delivery left `sending` this long was interrupted.
+    pub stale_after: Duration,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        DispatchSettings {
+            interval: Duration::from_millis(500),
+            batch: 100,
+            concurrency: 8,
+            max_attempts: 5,
+            stale_after: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DispatchReport {
+    /// Deliveries sent.
+    pub sent: usize,
+    /// Deliveries with nothing to send to.
+    pub skipped: usize,
+    /// Deliveries put back for a later attempt.
+    pub retried: usize,
+    /// Deliveries given up.
+    pub failed: usize,
+}
+
+impl DispatchReport {
+    /// Deliveries handled in the pass.
+    pub fn handled(&self) -> usize {
+        self.sent + self.skipped + self.retried + self.failed
+    }
+}
+
+/// Sends queued notifications.
+pub struct Dispatcher {
+    pool: PgPool,
+    websocket: Option<Arc<dyn InboxPublisher>>,
+    push: Option<Arc<dyn PushSender>>,
+    settings: DispatchSettings,
+}
+
+#[derive(sqlx::FromRow)]
+struct Claimed {
+    notification_id: Uuid,
+    channel: String,
+    attempts: i32,
+}
+
+#[derive(sqlx::FromRow)]
+struct Entry {
+    id: Uuid,
+    user_id: Uuid,
+    kind: String,
+    title: String,
+    body: String,
+    data: Json<Map<String, Value>>,
+    booking_id: Option<Uuid>,
+    created_at: DateTime<Utc>,
+}
+
+enum Outcome {
+    Sent,
+    Skipped(&'static str),
+    Retry(String),
+    Failed(String),
+}
+
+impl Dispatcher {
+    /// A dispatcher over the queue in `pool`; a channel left `None` marks its deliveries
+    /// skipped.
+    pub fn new(
+        pool: PgPool,
+        websocket: Option<Arc<dyn InboxPublisher>>,
+        push: Option<Arc<dyn PushSender>>,
+        settings: DispatchSettings,
+    ) -> Dispatcher {
+        Dispatcher {
+            pool,
+            websocket,
+            push,
+            settings,
+        }
+    }
+
+    /// Dispatches until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!(
+            websocket = self.websocket.is_some(),
+            push = self.push.is_some(),
+            "notification dispatcher started"
+        );
+        let mut last_recovery = std::time::Instant::now();
+        loop {
+            if last_recovery.elapsed() >= Duration::from_secs(60) {
+                last_recovery = std::time::Instant::now();
+                match self.recover_interrupted().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(deliveries = n, "interrupted deliveries marked failed"),
+                    Err(e) => tracing::warn!(error = %e, "recovering deliveries failed"),
+                }
+            }
+            let busy = match self.dispatch_once().await {
+                Ok(report) => {
+                    if report.retried > 0 || report.failed > 0 {
+                        tracing::info!(?report, "notification dispatch");
+                    }
+                    report.handled() > 0
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "notification dispatch failed");
+                    false
+                }
+            };
+            if busy {
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(self.settings.interval) => {}
+            }
+        }
+    }
+
+    /// Marks deliveries left `sending` longer than `stale_after` as failed (their sender died;
+    /// whether the message left is unknown, so it is not sent again).
+    pub async fn recover_interrupted(&self) -> Result<u64, sqlx::Error> {
+        let stale = i64::try_from(self.settings.stale_after.as_millis()).unwrap_or(i64::MAX);
+        let done = sqlx::query(
+            "UPDATE notification_deliveries SET status = 'failed', \
+                 last_error = 'interrupted while sending', finished_at = now() \
+             WHERE status = 'sending' AND claimed_at < now() - make_interval(secs => $1::float8 / 1000)",
+        )
+        .bind(stale)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Claims a batch of due deliveries, sends them, records the outcomes.
+    pub async fn dispatch_once(&self) -> Result<DispatchReport, sqlx::Error> {
+        let claimed: Vec<Claimed> = sqlx::query_as(
+            "UPDATE notification_deliveries d \
+             SET status = 'sending', claimed_at = now(), attempts = d.attempts + 1 \
+             FROM (SELECT notification_id, channel FROM notification_deliveries \
+                   WHERE status = 'pending' AND next_attempt_at <= now() \
+                   ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) due \
+             WHERE d.notification_id = due.notification_id AND d.channel = due.channel \
+             RETURNING d.notification_id, d.channel, d.attempts",
+        )
+        .bind(self.settings.batch)
+        .fetch_all(&self.pool)
+        .await?;
+        if claimed.is_empty() {
+            return Ok(DispatchReport::default());
+        }
+        let ids: Vec<Uuid> = claimed.iter().map(|c| c.notification_id).collect();
+        let entries: HashMap<Uuid, Entry> = sqlx::query_as::<_, Entry>(
+            "SELECT id, user_id, kind, title, body, data, booking_id, created_at \
+             FROM read.notifications WHERE id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|e| (e.id, e))
+        .collect();
+        let entries = &entries;
+        let outcomes: Vec<(Claimed, Outcome)> = futures::stream::iter(claimed)
+            .map(|c| async move {
+                let outcome = match entries.get(&c.notification_id) {
+                    None => Outcome::Failed("inbox entry not found".into()),
+                    Some(entry) => match c.channel.as_str() {
+                        "websocket" => self.to_websocket(entry).await,
+                        "push" => self.to_devices(entry).await,
+                        other => Outcome::Failed(format!("unknown channel {other}")),
+                    },
+                };
+                (c, outcome)
+            })
+            .buffer_unordered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
+        let mut report = DispatchReport::default();
+        for (c, outcome) in outcomes {
+            let (status, error, label) = match outcome {
+                Outcome::Sent => {
+                    report.sent += 1;
+                    ("sent", None, "sent")
+                }
+                Outcome::Skipped(why) => {
+                    report.skipped += 1;
+                    ("skipped", Some(why.to_string()), "skipped")
+                }
+                Outcome::Retry(why) if c.attempts < self.settings.max_attempts => {
+                    report.retried += 1;
+                    ("pending", Some(why), "retried")
+                }
+                Outcome::Retry(why) | Outcome::Failed(why) => {
+                    report.failed += 1;
+                    ("failed", Some(why), "failed")
+                }
+            };
+            metrics::NOTIFICATION_DELIVERIES
+                .with_label_values(&[c.channel.as_str(), label])
+                .inc();
+            // A retry waits 2^attempts seconds (2, 4, 8, 16 s).
+            let delay = 2_f64.powi(c.attempts.clamp(1, 10));
+            sqlx::query(
+                "UPDATE notification_deliveries SET status = $3, last_error = $4, \
+                     finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE now() END, \
+                     next_attempt_at = CASE WHEN $3 = 'pending' \
+                         THEN now() + make_interval(secs => $5) ELSE next_attempt_at END \
+                 WHERE notification_id = $1 AND channel = $2",
+            )
+            .bind(c.notification_id)
+            .bind(&c.channel)
+            .bind(status)
+            .bind(error)
+            .bind(delay)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(report)
+    }
+
+    async fn to_websocket(&self, entry: &Entry) -> Outcome {
+        let Some(publisher) = &self.websocket else {
+            return Outcome::Skipped("websocket channel not configured");
+        };
+        let message = serde_json::json!({
+            "type": "notification",
+            "user_id": entry.user_id,
+            "notification": {
+                "id": entry.id,
+                "kind": entry.kind,
+                "title": entry.title,
+                "body": entry.body,
+                "data": entry.data.0,
+                "booking_id": entry.booking_id,
+                "created_at": entry.created_at,
+                "read_at": null,
+            }
+        });
+        match publisher.publish(entry.user_id, &message).await {
+            Ok(()) => Outcome::Sent,
+            Err(e) => Outcome::Retry(e),
+        }
+    }
+
+    async fn to_devices(&self, entry: &Entry) -> Outcome {
+        let Some(push) = &self.push else {
+            return Outcome::Skipped("push channel not configured");
+        };
+        let tokens: Vec<String> = match sqlx::query_scalar(
+            "SELECT token FROM notification_devices WHERE user_id = $1 ORDER BY created_at",
+        )
+        .bind(entry.user_id)
+        .fetch_all(&self.pool)
+        .await
+        {
+            Ok(tokens) => tokens,
+            Err(e) => return Outcome::Retry(format!("reading devices: {e}")),
+        };
+        if tokens.is_empty() {
+            return Outcome::Skipped("no registered device");
+        }
+        let data: BTreeMap<String, String> = entry
+            .data
+            .0
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), text)
+            })
+            .collect();
+        let mut delivered = 0;
+        let mut transient = None;
+        let mut refused = None;
+        for token in tokens {
+            let message = PushMessage {
+                token: token.clone(),
+                title: entry.title.clone(),
+                body: entry.body.clone(),
+                data: data.clone(),
+            };
+            match push.send(&message).await {
+                Ok(()) => delivered += 1,
+                Err(PushError::Unregistered) => {
+                    tracing::info!(user_id = %entry.user_id, "FCM token unregistered; dropped");
+                    if let Err(e) = sqlx::query("DELETE FROM notification_devices WHERE token = $1")
+                        .bind(&token)
+                        .execute(&self.pool)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "dropping an unregistered token failed");
+                    }
+                }
+                Err(PushError::Refused(e)) => refused = Some(e),
+                Err(PushError::Unavailable(e)) => transient = Some(e),
+            }
+        }
+        // Once any device has it, the delivery is done: retrying would send it twice.
+        match (delivered, transient, refused) {
+            (n, _, _) if n > 0 => Outcome::Sent,
+            (_, Some(e), _) => Outcome::Retry(e),
+            (_, None, Some(e)) => Outcome::Failed(e),
+            (_, None, None) => Outcome::Skipped("no registered device"),
+        }
+    }
+}
