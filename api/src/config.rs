@@ -791,6 +791,52 @@ mod tests {
     }
 
     #[test]
+    fn push_needs_a_readable_key_file_and_a_project() {
+        let s = Settings::from_source(&base()).unwrap();
+        assert!(s.fcm.is_none());
+        let mut env = base();
+        env.insert(
+            "FCM_SERVICE_ACCOUNT_FILE".into(),
+            "/nonexistent/key.json".into(),
+        );
+        assert!(matches!(
+            Settings::from_source(&env),
+            Err(ConfigError::Invalid {
+                var: "FCM_SERVICE_ACCOUNT_FILE",
+                ..
+            })
+        ));
+        let path = std::env::temp_dir().join(format!("fcm-config-{}.json", std::process::id()));
+        let key = serde_json::json!({
+            "client_email": "push@p.iam.gserviceaccount.com",
+            "private_key": include_str!("../../tests/fixtures/fcm-test-key.pem"),
+            "token_uri": "https://oauth2.googleapis.com/token",
+        });
+        std::fs::write(&path, key.to_string()).unwrap();
+        env.insert(
+            "FCM_SERVICE_ACCOUNT_FILE".into(),
+            path.display().to_string(),
+        );
+        assert_eq!(
+            Settings::from_source(&env).unwrap_err(),
+            ConfigError::Missing("FCM_PROJECT_ID")
+        );
+        env.insert("FCM_PROJECT_ID".into(), "carshare-prod".into());
+        let fcm = Settings::from_source(&env).unwrap().fcm.unwrap();
+        assert_eq!(fcm.project_id, "carshare-prod");
+        assert_eq!(fcm.base_url, "https://fcm.googleapis.com");
+        env.insert("NOTIFICATION_POLL_MS".into(), "5".into());
+        assert!(matches!(
+            Settings::from_source(&env),
+            Err(ConfigError::Invalid {
+                var: "NOTIFICATION_POLL_MS",
+                ..
+            })
+        ));
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
     fn kafka_settings_follow_the_brokers() {
         let s = Settings::from_source(&base()).unwrap();
         assert!(s.stream.kafka.is_none());

@@ -140,7 +140,9 @@ impl Projection for ReviewProjection {
         let reviews = target.table("reviews");
         let summaries = target.table("rating_summaries");
         let json = serde_json::to_value(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        // Only rows actually inserted count towards the totals: redelivery adds nothing.
+        // Only rows actually inserted count towards the totals: redelivery adds nothing. Totals
+        // are shared by many bookings, so concurrent writers (rebuild lanes, Kafka workers)
+        // lock them in one order (`ORDER BY`) and never deadlock.
         sqlx::query(&format!(
             "WITH inserted AS ( \
                  INSERT INTO {reviews} ({COLUMNS}) \
@@ -155,7 +157,7 @@ impl Projection for ReviewProjection {
              INSERT INTO {summaries} AS s \
                  (subject_kind, subject_id, review_count, rating_sum, recommended_count) \
              SELECT kind, id, count(*), sum(rating), count(*) FILTER (WHERE is_recommended) \
-             FROM subjects GROUP BY kind, id \
+             FROM subjects GROUP BY kind, id ORDER BY kind, id \
              ON CONFLICT (subject_kind, subject_id) DO UPDATE SET \
                  review_count = s.review_count + EXCLUDED.review_count, \
                  rating_sum = s.rating_sum + EXCLUDED.rating_sum, \

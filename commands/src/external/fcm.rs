@@ -388,3 +388,170 @@ impl PushSender for FcmClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    const KEY: &str = include_str!("../../../tests/fixtures/fcm-test-key.pem");
+
+    async fn client(server: &MockServer) -> FcmClient {
+        let key = ServiceAccountKey::from_json(
+            &serde_json::json!({
+                "type": "service_account",
+                "client_email": "push@p.iam.gserviceaccount.com",
+                "private_key": KEY,
+                "token_uri": format!("{}/token", server.uri()),
+                "project_id": "p",
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let mut settings = FcmSettings::new(server.uri(), "p", key);
+        settings.retry = RetryPolicy {
+            max_retries: 3,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+        };
+        FcmClient::new(settings).unwrap()
+    }
+
+    fn token(value: &str) -> ResponseTemplate {
+        ResponseTemplate::new(200)
+            .set_body_json(serde_json::json!({"access_token": value, "expires_in": 3599}))
+    }
+
+    fn message() -> PushMessage {
+        PushMessage {
+            token: "device".into(),
+            title: "제목".into(),
+            body: "본문".into(),
+            data: BTreeMap::from([("booking_id".to_string(), "b1".to_string())]),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rejected_access_token_is_renewed_and_the_send_retried() {
+        let server = MockServer::start().await;
+        Mock::given(path("/token"))
+            .respond_with(token("first"))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(path("/token"))
+            .respond_with(token("second"))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1/projects/p/messages:send"))
+            .and(header("authorization", "Bearer first"))
+            .respond_with(ResponseTemplate::new(401))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1/projects/p/messages:send"))
+            .and(header("authorization", "Bearer second"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"name": "projects/p/messages/1"})),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        client(&server).await.send(&message()).await.unwrap();
+        let tokens = server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.path() == "/token")
+            .count();
+        assert_eq!(tokens, 2);
+    }
+
+    #[tokio::test]
+    async fn a_malformed_message_is_refused_once_and_an_unregistered_token_reported() {
+        let server = MockServer::start().await;
+        Mock::given(path("/token"))
+            .respond_with(token("t"))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1/projects/p/messages:send"))
+            .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({"error": {
+                "code": 400, "message": "The registration token is not a valid FCM registration token",
+                "status": "INVALID_ARGUMENT",
+                "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
+                             "errorCode": "INVALID_ARGUMENT"}]}})))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let fcm = client(&server).await;
+        assert_eq!(
+            fcm.send(&message()).await,
+            Err(PushError::Refused("400 INVALID_ARGUMENT".into()))
+        );
+        server.verify().await;
+        server.reset().await;
+        Mock::given(path("/token"))
+            .respond_with(token("t"))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1/projects/p/messages:send"))
+            .respond_with(
+                ResponseTemplate::new(404).set_body_json(serde_json::json!({"error": {
+                "code": 404, "status": "NOT_FOUND",
+                "details": [{"errorCode": "UNREGISTERED"}]}})),
+            )
+            .mount(&server)
+            .await;
+        assert_eq!(fcm.send(&message()).await, Err(PushError::Unregistered));
+    }
+
+    #[tokio::test]
+    async fn an_outage_is_retried_then_reported_unavailable() {
+        let server = MockServer::start().await;
+        Mock::given(path("/token"))
+            .respond_with(token("t"))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1/projects/p/messages:send"))
+            .respond_with(ResponseTemplate::new(503))
+            .expect(4)
+            .mount(&server)
+            .await;
+        let result = client(&server).await.send(&message()).await;
+        assert!(
+            matches!(result, Err(PushError::Unavailable(_))),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn key_files_must_hold_an_rsa_key() {
+        assert!(matches!(
+            ServiceAccountKey::from_json("not json"),
+            Err(KeyFileError::Format(_))
+        ));
+        let bad = serde_json::json!({
+            "client_email": "a@b", "private_key": "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n",
+            "token_uri": "https://oauth2.googleapis.com/token"
+        });
+        assert!(matches!(
+            ServiceAccountKey::from_json(&bad.to_string()),
+            Err(KeyFileError::Key(_))
+        ));
+        let key = ServiceAccountKey::from_json(
+            &serde_json::json!({"client_email": "a@b", "private_key": KEY,
+                                "token_uri": "https://oauth2.googleapis.com/token"})
+            .to_string(),
+        )
+        .unwrap();
+        assert!(!format!("{key:?}").contains("PRIVATE"), "never printed");
+    }
+}
