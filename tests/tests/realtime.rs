@@ -1,4 +1,5 @@
-//! Real-time booking updates: WebSocket sessions on one API instance receive the changes made
+//! Real-time messages: WebSocket sessions on one API instance receive the booking changes and inbox
+//! entries made
 //! through another, fanned out by Redis pub/sub.
 
 use carshare_domain::Role;
@@ -148,6 +149,82 @@ async fn the_socket_needs_a_valid_token() {
                 assert_eq!(response.status().as_u16(), 401, "{url}");
             }
             other => panic!("{url}: expected a 401 refusal, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn inbox_entries_reach_the_recipient_on_an_instance_that_sends_nothing_itself() {
+    // Instance A projects and dispatches; instance B only serves sockets.
+    let a = TestApp::spawn_with(AppOptions {
+        env: vec![("NOTIFICATION_POLL_MS", "50".into())],
+        ..AppOptions::default()
+    })
+    .await;
+    let b = TestApp::spawn_with(AppOptions {
+        pool: Some(a.pool().clone()),
+        env: vec![
+            ("REDIS_KEY_PREFIX", a.redis_prefix.clone()),
+            ("RUN_PROJECTIONS", "false".into()),
+        ],
+        ..AppOptions::default()
+    })
+    .await;
+    let (status, registered) = json(
+        a.post(
+            "/v1/auth/register",
+            None,
+            &json!({"email": "listener@example.com", "password": "correct horse battery",
+                    "name": "이서연", "phone": "010-2222-3333", "role": "guest"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{registered}");
+    let user_id = registered["user"]["id"].as_str().unwrap().to_string();
+    let token = registered["access_token"].as_str().unwrap();
+    let (_, other) = a.user(Role::Guest);
+    let mut listener = connect(&b, token).await;
+    let mut bystander = connect(&b, &other).await;
+    let (_, admin) = a.user(Role::Admin);
+    let (status, _) = json(
+        a.post(
+            "/v1/notifications/send",
+            Some(&admin),
+            &json!({"user_id": user_id, "title": "환영합니다", "body": "첫 예약을 시작해 보세요."}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let message = next_of(&mut listener, "notification", StdDuration::from_secs(3))
+        .await
+        .expect("the entry, through Redis, on the other instance");
+    assert_eq!(message["user_id"], user_id);
+    assert_eq!(message["notification"]["title"], "환영합니다");
+    assert_eq!(message["notification"]["kind"], "announcement");
+    assert!(next_of(
+        &mut bystander,
+        "notification",
+        StdDuration::from_millis(500)
+    )
+    .await
+    .is_none());
+}
+
+/// The next message of `kind` within `timeout`.
+async fn next_of(socket: &mut Socket, kind: &str, timeout: StdDuration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .ok()??
+            .ok()?;
+        if let Message::Text(text) = message {
+            let value: Value = serde_json::from_str(&text).ok()?;
+            if value["type"] == kind {
+                return Some(value);
+            }
         }
     }
 }
