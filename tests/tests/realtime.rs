@@ -1,6 +1,5 @@
-//! Real-time messages: WebSocket sessions on one API instance receive the booking changes and inbox
-//! entries made
-//! through another, fanned out by Redis pub/sub.
+//! Real-time messages: WebSocket sessions on one API instance receive the booking changes and
+//! inbox entries made through another, fanned out by Redis pub/sub.
 
 use carshare_domain::Role;
 use carshare_tests::{json, vehicle_body, AppOptions, TestApp};
