@@ -99,6 +99,20 @@ ensure_kafka() {
   kafka_ready || { log "the broker did not come up on 127.0.0.1:9092"; return 1; }
 }
 
+# The console's browser tests: Debian's Chromium, a Korean font for its screenshots, and
+# playwright-core (pinned in tests/browser/package-lock.json) with the machine's Node.js.
+ensure_browser() {
+  local missing=()
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  fc-list 2>/dev/null | grep -qi nanum || missing+=(fonts-nanum)
+  command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
+  if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
+  if [ ! -d tests/browser/node_modules/playwright-core ]; then
+    log "installing the browser tests' npm packages"
+    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
 ensure_services() {
   ensure_postgres
   ensure_redis

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests of every crate and the end-to-end tests under tests/,
 # against the local PostgreSQL, Redis and Kafka-protocol broker (installed and started if
-# needed). Each end-to-end test creates its own database (dropped afterwards) and its own topic
-# prefix; the broker-outage test starts a broker of its own.
+# needed), and the operations console in Debian's Chromium (installed if needed; screenshots in
+# tests/artifacts/console/). Each end-to-end test creates its own database (dropped afterwards)
+# and its own topic prefix; the broker-outage test starts a broker of its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
 
 ensure_services
+ensure_browser
 export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432}"
 export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 export TEST_KAFKA_BROKERS="${TEST_KAFKA_BROKERS:-127.0.0.1:9092}"

@@ -143,6 +143,10 @@ pub enum ErrorCode {
     NOTIFICATION003,
     /// 404 — the device token is not registered to you.
     NOTIFICATION004,
+    /// 404 — no such projection.
+    ADMIN001,
+    /// 409 — a rebuild of this projection is already running.
+    ADMIN002,
     /// 413 — an uploaded file is larger than 10 MB.
     UPLOAD001,
     /// 415 — an uploaded file is not a JPEG, PNG, HEIC or WebP image (judged by content).
@@ -178,7 +182,9 @@ impl ErrorCode {
             REQ003 | UPLOAD001 => StatusCode::PAYLOAD_TOO_LARGE,
             REQ004 | UPLOAD002 => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             REQ007 | VEHICLE001 | ACCOUNT003 | CORP004 | BOOKING001 | PAYMENT001
-            | NOTIFICATION001 | NOTIFICATION003 | NOTIFICATION004 => StatusCode::NOT_FOUND,
+            | NOTIFICATION001 | NOTIFICATION003 | NOTIFICATION004 | ADMIN001 => {
+                StatusCode::NOT_FOUND
+            }
             REQ008 => StatusCode::METHOD_NOT_ALLOWED,
             AUTH001 | AUTH002 | AUTH003 | AUTH004 | AUTH006 | AUTH007 | AUTH008 => {
                 StatusCode::UNAUTHORIZED
@@ -188,7 +194,7 @@ impl ErrorCode {
             VEHICLE002 | VEHICLE003 | VEHICLE007 | SYS001 | ACCOUNT001 | ACCOUNT004 | CORP001
             | CORP002 | IDEM002 | BOOKING002 | BOOKING004 | BOOKING008 | BOOKING009
             | BOOKING010 | BOOKING011 | BOOKING012 | BOOKING013 | PAYMENT003 | PAYMENT005
-            | PAYMENT008 | REVIEW002 | REVIEW003 | REVIEW004 => StatusCode::CONFLICT,
+            | PAYMENT008 | REVIEW002 | REVIEW003 | REVIEW004 | ADMIN002 => StatusCode::CONFLICT,
             RATE001 => StatusCode::TOO_MANY_REQUESTS,
             GEO003 | SYS002 | UPLOAD004 | PAYMENT006 => StatusCode::SERVICE_UNAVAILABLE,
             PAYMENT004 => StatusCode::PAYMENT_REQUIRED,
@@ -264,6 +270,8 @@ impl ErrorCode {
             NOTIFICATION002 => ("알림 정보가 올바르지 않습니다.", "Some notification fields are invalid."),
             NOTIFICATION003 => ("받는 사용자를 찾을 수 없습니다.", "The recipient does not exist."),
             NOTIFICATION004 => ("등록되지 않은 기기입니다.", "That device token is not registered to you."),
+            ADMIN001 => ("프로젝션을 찾을 수 없습니다.", "No such projection."),
+            ADMIN002 => ("이 프로젝션은 이미 재구축 중입니다.", "A rebuild of this projection is already running."),
             UPLOAD001 => ("파일은 10MB 이하여야 합니다.", "Each file must be at most 10 MB."),
             UPLOAD002 => ("JPEG, PNG, HEIC, WebP 이미지만 올릴 수 있습니다.", "Only JPEG, PNG, HEIC and WebP images are accepted."),
             UPLOAD003 => ("업로드 양식이 올바르지 않습니다.", "The upload form is invalid."),
@@ -278,7 +286,7 @@ impl ErrorCode {
     }
 
     /// Every code, for the catalogue.
-    pub const ALL: [ErrorCode; 74] = {
+    pub const ALL: [ErrorCode; 76] = {
         use ErrorCode::*;
         [
             REQ001,
@@ -342,6 +350,8 @@ impl ErrorCode {
             NOTIFICATION002,
             NOTIFICATION003,
             NOTIFICATION004,
+            ADMIN001,
+            ADMIN002,
             UPLOAD001,
             UPLOAD002,
             UPLOAD003,

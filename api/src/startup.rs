@@ -383,6 +383,7 @@ impl Application {
                 .app_data(hub.clone())
                 .app_data(limiter.clone())
                 .app_data(path_config())
+                .configure(crate::console::configure)
                 .default_service(web::to(not_found))
                 .wrap(from_fn(idempotency::guard))
                 .wrap(from_fn(rate_limit::limit))

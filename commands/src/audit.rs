@@ -52,8 +52,27 @@ pub struct AuditReport {
     pub host_amount: i64,
     /// Fees kept by the platform, as recomputed.
     pub platform_fee: i64,
+    /// Recomputed totals per host, by host id.
+    pub hosts: Vec<HostTotals>,
     /// Disagreements; empty when everything agrees.
     pub discrepancies: Vec<Discrepancy>,
+}
+
+/// One host's recomputed figures over the checked settlements.
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+pub struct HostTotals {
+    /// The host.
+    pub host_id: Uuid,
+    /// Settlements checked.
+    pub settlements: usize,
+    /// Won paid by guests.
+    pub gross: i64,
+    /// Won refunded before settlement.
+    pub refunds: i64,
+    /// The platform's fees.
+    pub platform_fee: i64,
+    /// Won paid to the host.
+    pub host_amount: i64,
 }
 
 /// What one payment's events say; `(amount, sequence, position)` so the facts can be read in
@@ -174,6 +193,7 @@ pub async fn audit_settlements(
 
     let mut ids: Vec<&Uuid> = settlements.keys().collect();
     ids.sort();
+    let mut per_host: std::collections::BTreeMap<Uuid, HostTotals> = Default::default();
     for settlement_id in ids {
         let issued = &settlements[settlement_id];
         if scope.host_id.is_some_and(|h| h != issued.host_id)
@@ -248,6 +268,17 @@ pub async fn audit_settlements(
         }
         report.host_amount += host;
         report.platform_fee += fees;
+        let totals = per_host
+            .entry(issued.host_id)
+            .or_insert_with(|| HostTotals {
+                host_id: issued.host_id,
+                ..HostTotals::default()
+            });
+        totals.settlements += 1;
+        totals.gross += gross;
+        totals.refunds += refunds;
+        totals.platform_fee += fees;
+        totals.host_amount += host;
         let expected = (gross, refunds, fees, host);
         let issued_totals = (
             issued.totals.0 .0,
@@ -280,5 +311,6 @@ pub async fn audit_settlements(
             });
         }
     }
+    report.hosts = per_host.into_values().collect();
     Ok(report)
 }

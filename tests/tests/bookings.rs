@@ -410,6 +410,8 @@ async fn a_booking_goes_from_request_to_return() {
     assert_eq!(status, StatusCode::OK, "{audit}");
     assert_eq!(audit["settlements_checked"], 1, "{audit}");
     assert_eq!(audit["host_amount"], 15_300);
+    assert_eq!(audit["hosts"][0]["host_amount"], 15_300, "{audit}");
+    assert_eq!(audit["hosts"][0]["settlements"], 1, "{audit}");
     assert_eq!(audit["discrepancies"], json!([]), "{audit}");
     sqlx::query("UPDATE read.settlements SET host_amount = host_amount + 1000")
         .execute(app.pool())

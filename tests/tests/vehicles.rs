@@ -1287,6 +1287,8 @@ async fn the_openapi_document_covers_every_route_and_error() {
         "GET /v1/ws",
         "POST /v1/bookings/{id}/photos",
         "POST /v1/bookings/{id}/reviews",
+        "GET /v1/admin/bookings",
+        "POST /v1/admin/projections/{name}/rebuild",
         "GET /v1/users/{id}/reviews",
         "GET /v1/notifications",
         "PUT /v1/notifications/{id}/read",
