@@ -679,3 +679,211 @@ async fn search_agrees_with_the_domain_availability_rules() {
         assert_eq!(found, expected, "window {start} .. {end}");
     }
 }
+
+/// The SQL block following the paragraph that starts with `title` in docs/read-models.md.
+fn documented_query(title: &str) -> String {
+    let doc = include_str!("../../docs/read-models.md");
+    let from = doc
+        .find(&format!("\n{title}"))
+        .unwrap_or_else(|| panic!("docs/read-models.md has no `{title}`"));
+    let rest = &doc[from..];
+    let start = rest.find("```sql\n").expect("an sql block") + "```sql\n".len();
+    let end = rest[start..].find("```").expect("the block's end");
+    rest[start..start + end].to_string()
+}
+
+#[tokio::test]
+async fn analysts_read_the_read_models_and_nothing_else_with_the_documented_queries() {
+    let db = carshare_tests::TestDatabase::create().await;
+    let pool = &db.pool;
+    let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+    let (car_a, car_b, host, guest) = (
+        Uuid::from_u128(0xa),
+        Uuid::from_u128(0xb),
+        Uuid::from_u128(0x40),
+        Uuid::from_u128(0x60),
+    );
+    // Week of Monday 2026-11-30 (Seoul): car A 10 h + 6 h completed, one cancelled by the guest;
+    // car B 24 h approved; one request in December cancelled by the platform (unpaid).
+    for (n, car, start, hours, status, cancelled_by, created) in [
+        (
+            1,
+            car_a,
+            "2026-11-30T01:00:00Z",
+            10,
+            "completed",
+            None,
+            "2026-11-20T00:00:00Z",
+        ),
+        (
+            2,
+            car_a,
+            "2026-12-02T01:00:00Z",
+            6,
+            "completed",
+            None,
+            "2026-11-21T00:00:00Z",
+        ),
+        (
+            3,
+            car_a,
+            "2026-12-03T01:00:00Z",
+            5,
+            "cancelled",
+            Some("guest"),
+            "2026-11-22T00:00:00Z",
+        ),
+        (
+            4,
+            car_b,
+            "2026-12-01T00:00:00Z",
+            24,
+            "approved",
+            None,
+            "2026-11-23T00:00:00Z",
+        ),
+        (
+            5,
+            car_b,
+            "2026-12-10T00:00:00Z",
+            2,
+            "cancelled",
+            Some("platform"),
+            "2026-12-05T00:00:00Z",
+        ),
+    ] {
+        let start = t(start);
+        sqlx::query(
+            "INSERT INTO read.bookings (id, vehicle_id, guest_id, host_id, start_datetime, \
+             end_datetime, hourly_rate, total_amount, platform_fee, host_share, status, \
+             respond_by, cancelled_by, created_at, updated_at, last_sequence, last_position) \
+             VALUES ($1, $2, $3, $4, $5, $6, 10000, $7, 0, 0, $8, $5, $9, $10, $10, 1, $11)",
+        )
+        .bind(Uuid::from_u128(n))
+        .bind(car)
+        .bind(guest)
+        .bind(host)
+        .bind(start)
+        .bind(start + Days::hours(hours))
+        .bind(hours * 10_000)
+        .bind(status)
+        .bind(cancelled_by)
+        .bind(t(created))
+        .bind(i64::try_from(n).unwrap())
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    // Payments of the host: December 100,000 and 60,000 (10,000 refunded); one failed.
+    for (n, amount, refunded, status, approved) in [
+        (1, 100_000, 0, "completed", Some("2026-12-01T03:00:00Z")),
+        (2, 60_000, 10_000, "completed", Some("2026-12-02T03:00:00Z")),
+        (4, 240_000, 0, "failed", None),
+    ] {
+        sqlx::query(
+            "INSERT INTO read.payments (id, guest_id, host_id, order_id, amount, status, due_at, \
+             approved_at, refunded_amount, created_at, updated_at, last_sequence, last_position) \
+             VALUES ($1, $2, $3, $4, $5, $6, now(), $7, $8, now(), now(), 1, $9)",
+        )
+        .bind(Uuid::from_u128(n))
+        .bind(guest)
+        .bind(host)
+        .bind(format!("bk-{n}"))
+        .bind(amount)
+        .bind(status)
+        .bind(approved.map(t))
+        .bind(refunded)
+        .bind(i64::try_from(n).unwrap())
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("SET ROLE carshare_analyst")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let utilisation: Vec<(Uuid, NaiveDate, i64, f64, f64)> = sqlx::query_as(&format!(
+        "SELECT vehicle_id, week, trips, hours::float8, utilisation_pct::float8 FROM ({}) q",
+        documented_query("Utilisation per vehicle per week")
+            .trim_end()
+            .trim_end_matches(';')
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    let monday = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+    assert_eq!(
+        utilisation,
+        vec![
+            (car_b, monday, 1, 24.0, 14.3),
+            (car_a, monday, 2, 16.0, 9.5),
+        ]
+    );
+    let revenue: Vec<(Uuid, NaiveDate, i64, i64, i64, i64)> = sqlx::query_as(&format!(
+        "SELECT host_id, month, payments, kept::int8, platform_fee::int8, host_share::int8 FROM ({}) q",
+        documented_query("Revenue per host per month").trim_end().trim_end_matches(';')
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    let december = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+    // Fees: 15,000 + 7,500; the host keeps the rest; the failed payment counts for nothing.
+    assert_eq!(revenue, vec![(host, december, 2, 150_000, 22_500, 127_500)]);
+    let cancellations: Vec<(NaiveDate, i64, i64, f64, i64, i64, i64)> = sqlx::query_as(&format!(
+        "SELECT month, requests, cancelled, cancelled_pct::float8, by_guest, by_host, unpaid FROM ({}) q",
+        documented_query("Cancellation rates per month of request").trim_end().trim_end_matches(';')
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    let november = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+    assert_eq!(
+        cancellations,
+        vec![
+            (november, 4, 1, 25.0, 1, 0, 0),
+            (december, 1, 1, 100.0, 0, 0, 1)
+        ]
+    );
+    // Nothing but the read models, and nothing written.
+    for forbidden in [
+        "SELECT count(*) FROM users",
+        "SELECT count(*) FROM events",
+        "SELECT count(*) FROM refresh_tokens",
+        "UPDATE read.bookings SET status = 'x'",
+        "DELETE FROM read.payments",
+        "INSERT INTO notification_reads (notification_id, user_id) VALUES (gen_random_uuid(), gen_random_uuid())",
+    ] {
+        let err = sqlx::query(forbidden)
+            .execute(&mut *conn)
+            .await
+            .expect_err(forbidden);
+        assert!(
+            err.to_string().contains("permission denied"),
+            "{forbidden}: {err}"
+        );
+    }
+    sqlx::query("RESET ROLE").execute(&mut *conn).await.unwrap();
+    drop(conn);
+    // A rebuild swaps in new tables: the role still reads them.
+    rebuild::rebuild(
+        pool,
+        carshare_projections::by_name("bookings").unwrap().as_ref(),
+        RebuildSettings::default(),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("SET ROLE carshare_analyst")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM read.bookings")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "rebuilt from an empty log");
+    sqlx::query("RESET ROLE").execute(&mut *conn).await.unwrap();
+}
