@@ -222,6 +222,7 @@ fn handshake_token(req: &HttpRequest) -> Option<String> {
 #[utoipa::path(
     tag = "bookings",
     params(("access_token" = Option<String>, Query, description = "Access token, when no Authorization header can be sent")),
+    security(("bearer" = [])),
     responses(
         (status = 101, description = "Switching to WebSocket"),
         (status = 401, description = "No, bad, expired or revoked token", body = crate::error::ErrorResponse),

@@ -385,6 +385,7 @@ impl Application {
                 .app_data(path_config())
                 .configure(crate::console::configure)
                 .default_service(web::to(not_found))
+                .wrap(from_fn(crate::auth::authenticate))
                 .wrap(from_fn(idempotency::guard))
                 .wrap(from_fn(rate_limit::limit))
                 .wrap(cors(&cors_origins))

@@ -1,12 +1,15 @@
 //! Accounts and access over HTTP: registration, login, token rotation and reuse detection,
-//! logout, profiles, erasure, corporate host profiles, rate limits, idempotent POSTs, CORS —
-//! against real Postgres and Redis.
+//! logout, profiles, erasure, corporate host profiles, rate limits, idempotent POSTs, CORS, and
+//! the auth matrix of every protected route — against real Postgres and Redis.
 
 use carshare_domain::Role;
 use carshare_tests::{assert_error, json, vehicle_body, AppOptions, TestApp};
+use chrono::DurationRound;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 use std::time::Duration;
+use uuid::Uuid;
 
 fn registration(email: &str, role: &str) -> Value {
     json!({
@@ -941,4 +944,648 @@ async fn the_demo_seed_creates_usable_accounts_and_vehicles_once() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(found.as_array().unwrap().len(), 20);
+}
+
+/// Who sends a request in the auth matrix.
+#[derive(Clone, Copy, Debug)]
+enum Who {
+    Guest,
+    OtherGuest,
+    Host,
+    OtherHost,
+}
+
+/// One refusal to check: `who` sends `method path` (with `{…}` filled from the fixture) and
+/// gets `status` with `code`; or the cell does not apply, and why.
+enum Cell {
+    Refused {
+        who: Who,
+        path: &'static str,
+        status: u16,
+        code: &'static str,
+    },
+    Open(&'static str),
+}
+
+use Cell::{Open, Refused};
+
+/// Every protected route: the wrong role, and someone else's resource.
+fn access_rows() -> Vec<(&'static str, Cell, Cell)> {
+    const ANY: &str = "every signed-in user may call it";
+    const OWN: &str = "acts on the caller's own account or inbox only";
+    vec![
+        ("GET /v1/auth/me", Open(ANY), Open(OWN)),
+        ("POST /v1/auth/logout", Open(ANY), Open(OWN)),
+        ("GET /v1/users/me", Open(ANY), Open(OWN)),
+        ("PUT /v1/users/me", Open(ANY), Open(OWN)),
+        ("DELETE /v1/users/me", Open(ANY), Open(OWN)),
+        (
+            "POST /v1/users/me/corporate-profile",
+            Refused {
+                who: Who::Guest,
+                path: "/v1/users/me/corporate-profile",
+                status: 403,
+                code: "CORP005",
+            },
+            Open(OWN),
+        ),
+        (
+            "GET /v1/users/me/corporate-profile",
+            Refused {
+                who: Who::Guest,
+                path: "/v1/users/me/corporate-profile",
+                status: 403,
+                code: "CORP005",
+            },
+            Open(OWN),
+        ),
+        (
+            "GET /v1/users/{id}/reviews",
+            Open(ANY),
+            Open("reviews are public to signed-in users"),
+        ),
+        (
+            "POST /v1/vehicles",
+            Refused {
+                who: Who::Guest,
+                path: "/v1/vehicles",
+                status: 403,
+                code: "VEHICLE005",
+            },
+            Open("creates a new vehicle"),
+        ),
+        (
+            "PUT /v1/vehicles/{id}",
+            Refused {
+                who: Who::Guest,
+                path: "/v1/vehicles/{vehicle}",
+                status: 403,
+                code: "VEHICLE004",
+            },
+            Refused {
+                who: Who::OtherHost,
+                path: "/v1/vehicles/{vehicle}",
+                status: 403,
+                code: "VEHICLE004",
+            },
+        ),
+        (
+            "DELETE /v1/vehicles/{id}",
+            Refused {
+                who: Who::Guest,
+                path: "/v1/vehicles/{vehicle}",
+                status: 403,
+                code: "VEHICLE004",
+            },
+            Refused {
+                who: Who::OtherHost,
+                path: "/v1/vehicles/{vehicle}",
+                status: 403,
+                code: "VEHICLE004",
+            },
+        ),
+        (
+            "POST /v1/vehicles/{id}/availability",
+            Refused {
+                who: Who::Guest,
+                path: "/v1/vehicles/{vehicle}/availability",
+                status: 403,
+                code: "VEHICLE004",
+            },
+            Refused {
+                who: Who::OtherHost,
+                path: "/v1/vehicles/{vehicle}/availability",
+                status: 403,
+                code: "VEHICLE004",
+            },
+        ),
+        (
+            "POST /v1/vehicles/{id}/images",
+            Refused {
+                who: Who::Guest,
+                path: "/v1/vehicles/{vehicle}/images",
+                status: 403,
+                code: "VEHICLE004",
+            },
+            Refused {
+                who: Who::OtherHost,
+                path: "/v1/vehicles/{vehicle}/images",
+                status: 403,
+                code: "VEHICLE004",
+            },
+        ),
+        (
+            "GET /v1/hosts/me/vehicles",
+            Refused {
+                who: Who::Guest,
+                path: "/v1/hosts/me/vehicles",
+                status: 403,
+                code: "AUTH005",
+            },
+            Open(OWN),
+        ),
+        (
+            "POST /v1/bookings",
+            Refused {
+                who: Who::Host,
+                path: "/v1/bookings",
+                status: 403,
+                code: "BOOKING006",
+            },
+            Open("creates a new booking"),
+        ),
+        (
+            "GET /v1/bookings",
+            Open(ANY),
+            Open("lists the caller's own bookings"),
+        ),
+        (
+            "GET /v1/bookings/{id}",
+            Open("guest, host or admin of the booking"),
+            Refused {
+                who: Who::OtherGuest,
+                path: "/v1/bookings/{booking}",
+                status: 404,
+                code: "BOOKING001",
+            },
+        ),
+        (
+            "GET /v1/bookings/{id}/timeline",
+            Open("guest, host or admin of the booking"),
+            Refused {
+                who: Who::OtherHost,
+                path: "/v1/bookings/{booking}/timeline",
+                status: 404,
+                code: "BOOKING001",
+            },
+        ),
+        (
+            "PUT /v1/bookings/{id}/approve",
+            Refused {
+                who: Who::Guest,
+                path: "/v1/bookings/{booking}/approve",
+                status: 403,
+                code: "BOOKING005",
+            },
+            Refused {
+                who: Who::OtherHost,
+                path: "/v1/bookings/{booking}/approve",
+                status: 403,
+                code: "BOOKING005",
+            },
+        ),
+        (
+            "PUT /v1/bookings/{id}/reject",
+            Refused {
+                who: Who::Guest,
+                path: "/v1/bookings/{booking}/reject",
+                status: 403,
+                code: "BOOKING005",
+            },
+            Refused {
+                who: Who::OtherHost,
+                path: "/v1/bookings/{booking}/reject",
+                status: 403,
+                code: "BOOKING005",
+            },
+        ),
+        (
+            "PUT /v1/bookings/{id}/cancel",
+            Open("guest, host or admin of the booking"),
+            Refused {
+                who: Who::OtherGuest,
+                path: "/v1/bookings/{booking}/cancel",
+                status: 403,
+                code: "BOOKING005",
+            },
+        ),
+        (
+            "POST /v1/bookings/{id}/start",
+            Refused {
+                who: Who::Host,
+                path: "/v1/bookings/{booking}/start",
+                status: 403,
+                code: "BOOKING005",
+            },
+            Refused {
+                who: Who::OtherGuest,
+                path: "/v1/bookings/{booking}/start",
+                status: 403,
+                code: "BOOKING005",
+            },
+        ),
+        (
+            "POST /v1/bookings/{id}/complete",
+            Open("guest or host of the booking"),
+            Refused {
+                who: Who::OtherGuest,
+                path: "/v1/bookings/{booking}/complete",
+                status: 403,
+                code: "BOOKING005",
+            },
+        ),
+        (
+            "POST /v1/bookings/{id}/photos",
+            Open("guest or host of the booking"),
+            Refused {
+                who: Who::OtherGuest,
+                path: "/v1/bookings/{booking}/photos",
+                status: 403,
+                code: "BOOKING005",
+            },
+        ),
+        (
+            "POST /v1/bookings/{id}/reviews",
+            Open("guest or host of the booking"),
+            Refused {
+                who: Who::OtherHost,
+                path: "/v1/bookings/{booking}/reviews",
+                status: 403,
+                code: "BOOKING005",
+            },
+        ),
+        (
+            "GET /v1/ws",
+            Open(ANY),
+            Open("streams the caller's own updates"),
+        ),
+        (
+            "POST /v1/payments/process",
+            Refused {
+                who: Who::Host,
+                path: "/v1/payments/process",
+                status: 403,
+                code: "PAYMENT007",
+            },
+            Refused {
+                who: Who::OtherGuest,
+                path: "/v1/payments/process",
+                status: 403,
+                code: "PAYMENT007",
+            },
+        ),
+        (
+            "GET /v1/payments/history",
+            Open(ANY),
+            Open("lists the caller's own payments"),
+        ),
+        (
+            "POST /v1/payments/settle",
+            Refused {
+                who: Who::Host,
+                path: "/v1/payments/settle",
+                status: 403,
+                code: "AUTH005",
+            },
+            Open("admins settle every host"),
+        ),
+        (
+            "GET /v1/payments/settlements",
+            Refused {
+                who: Who::Guest,
+                path: "/v1/payments/settlements",
+                status: 403,
+                code: "AUTH005",
+            },
+            Open("hosts see only their own statements"),
+        ),
+        ("GET /v1/notifications", Open(ANY), Open(OWN)),
+        (
+            "PUT /v1/notifications/{id}/read",
+            Open(ANY),
+            Refused {
+                who: Who::OtherGuest,
+                path: "/v1/notifications/{notification}/read",
+                status: 404,
+                code: "NOTIFICATION001",
+            },
+        ),
+        ("PUT /v1/notifications/read-all", Open(ANY), Open(OWN)),
+        (
+            "POST /v1/notifications/send",
+            Refused {
+                who: Who::Host,
+                path: "/v1/notifications/send",
+                status: 403,
+                code: "AUTH005",
+            },
+            Open("admins address anyone"),
+        ),
+        ("POST /v1/notifications/devices", Open(ANY), Open(OWN)),
+        (
+            "DELETE /v1/notifications/devices/{token}",
+            Open(ANY),
+            Refused {
+                who: Who::OtherGuest,
+                path: "/v1/notifications/devices/{device}",
+                status: 404,
+                code: "NOTIFICATION004",
+            },
+        ),
+        (
+            "GET /v1/admin/projections",
+            Refused {
+                who: Who::Host,
+                path: "/v1/admin/projections",
+                status: 403,
+                code: "AUTH005",
+            },
+            Open("admins only"),
+        ),
+        (
+            "POST /v1/admin/projections/{name}/rebuild",
+            Refused {
+                who: Who::Guest,
+                path: "/v1/admin/projections/bookings/rebuild",
+                status: 403,
+                code: "AUTH005",
+            },
+            Open("admins only"),
+        ),
+        (
+            "GET /v1/admin/bookings",
+            Refused {
+                who: Who::Host,
+                path: "/v1/admin/bookings?q=x",
+                status: 403,
+                code: "AUTH005",
+            },
+            Open("admins only"),
+        ),
+        (
+            "GET /v1/admin/corporate-profiles",
+            Refused {
+                who: Who::Host,
+                path: "/v1/admin/corporate-profiles",
+                status: 403,
+                code: "AUTH005",
+            },
+            Open("admins only"),
+        ),
+        (
+            "PUT /v1/admin/corporate-profiles/{id}/verify",
+            Refused {
+                who: Who::Host,
+                path: "/v1/admin/corporate-profiles/{profile}/verify",
+                status: 403,
+                code: "AUTH005",
+            },
+            Open("admins only"),
+        ),
+        (
+            "GET /v1/admin/audit/settlements",
+            Refused {
+                who: Who::Host,
+                path: "/v1/admin/audit/settlements",
+                status: 403,
+                code: "AUTH005",
+            },
+            Open("admins only"),
+        ),
+    ]
+}
+
+/// A well-formed body for the route, so that only the caller's right to call it is in question.
+fn valid_body(method: &str, path: &str, fixture: Option<(&str, &str)>) -> Value {
+    let vehicle = fixture.map(|f| f.0);
+    let booking = fixture.map_or_else(|| Uuid::nil().to_string(), |f| f.1.to_string());
+    let start = (chrono::Utc::now() + chrono::Duration::days(5))
+        .duration_trunc(chrono::Duration::hours(1))
+        .unwrap();
+    let path = path.split('?').next().unwrap_or(path);
+    match (method, path) {
+        ("POST", "/v1/vehicles") => vehicle_body(37.5665, 126.9780),
+        ("PUT", p) if p.starts_with("/v1/vehicles/") => json!({"hourly_rate": 15_000}),
+        ("POST", p) if p.ends_with("/availability") => json!({"rules": [
+            {"day_of_week": 1, "start_time": "09:00", "end_time": "18:00", "is_recurring": true}]}),
+        ("POST", "/v1/bookings") => {
+            json!({"vehicle_id": vehicle.map_or_else(|| Uuid::new_v4().to_string(), str::to_string),
+            "start_datetime": start.to_rfc3339(),
+            "end_datetime": (start + chrono::Duration::hours(2)).to_rfc3339()})
+        }
+        ("POST", "/v1/users/me/corporate-profile") => json!({"company_name": "주식회사 테스트",
+            "business_registration_number": "1248100998"}),
+        ("POST", "/v1/payments/process") => json!({"booking_id": booking,
+            "payment_key": "pk", "order_id": "bk-x", "amount": 1}),
+        ("POST", "/v1/payments/settle") => json!({"cutoff": chrono::Utc::now().to_rfc3339()}),
+        ("POST", "/v1/notifications/send") => json!({"role": "host", "title": "t", "body": "b"}),
+        ("POST", "/v1/notifications/devices") => json!({"token": "t", "platform": "ios"}),
+        ("POST", p) if p.ends_with("/reviews") => json!({"rating": 5}),
+        ("PUT", p) if p.ends_with("/verify") => json!({"verified": true}),
+        _ => json!({}),
+    }
+}
+
+/// Sends `method path` with `token` and a body fitting the route.
+async fn call(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    fixture: Option<(&str, &str)>,
+) -> (StatusCode, Value) {
+    let url = format!("{}{path}", app.base);
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = app.http.request(method.clone(), url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if path.ends_with("/photos") || path.ends_with("/images") {
+        let form = reqwest::multipart::Form::new();
+        let form = if path.ends_with("/photos") {
+            form.text("kind", "pickup")
+        } else {
+            form
+        };
+        let form = form.part(
+            "files",
+            reqwest::multipart::Part::bytes(vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10])
+                .file_name("a.jpg")
+                .mime_str("image/jpeg")
+                .unwrap(),
+        );
+        req = req.multipart(form);
+    } else if method == reqwest::Method::POST || method == reqwest::Method::PUT {
+        req = req.json(&valid_body(method.as_str(), path, fixture));
+    }
+    let res = req.send().await.unwrap();
+    json(res).await
+}
+
+#[tokio::test]
+async fn every_protected_route_refuses_bad_credentials_wrong_roles_and_strangers() {
+    let app = TestApp::spawn().await;
+    // The protected routes, from the served OpenAPI document.
+    let (_, doc) = json(app.get("/v1/openapi.json", None).await).await;
+    let mut protected: BTreeSet<String> = BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let bearer = op["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+            if bearer {
+                protected.insert(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+    }
+    let rows = access_rows();
+    let listed: BTreeSet<String> = rows.iter().map(|(r, _, _)| r.to_string()).collect();
+    assert_eq!(
+        protected, listed,
+        "every protected route needs a row in access_rows (and every row a route)"
+    );
+
+    // Bad credentials, on every protected route: 401 with the right code, before anything else.
+    let revoked_token = token(&register(&app, "revoked@example.com", "guest").await);
+    let (status, _) = json(
+        app.post("/v1/auth/logout", Some(&revoked_token), &json!({}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let foreign = carshare_api::auth::TokenKeys::new(
+        &secrecy::SecretString::from("another-secret-another-secret-0123456789"),
+        Duration::from_secs(900),
+    )
+    .issue(Uuid::new_v4(), Role::Admin)
+    .unwrap()
+    .0;
+    let expired = app.expired_token(Role::Admin);
+    let credentials: [(&str, Option<&str>, &str); 5] = [
+        ("no token", None, "AUTH001"),
+        ("malformed", Some("not-a-jwt"), "AUTH002"),
+        ("expired", Some(&expired), "AUTH003"),
+        ("signed with another key", Some(&foreign), "AUTH002"),
+        ("revoked by logout", Some(&revoked_token), "AUTH004"),
+    ];
+    for route in &protected {
+        let (method, template) = route.split_once(' ').unwrap();
+        let path = template
+            .replace("{id}", &Uuid::new_v4().to_string())
+            .replace("{token}", "device-token")
+            .replace("{name}", "bookings");
+        for (what, bearer, code) in &credentials {
+            let (status, body) = call(&app, method, &path, *bearer, None).await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{route} with {what}: {body}"
+            );
+            assert_error(&body, code);
+        }
+    }
+
+    // The fixture: host A's car, booked (and approved) by guest G; host B and guest S are
+    // strangers to it.
+    let host = register(&app, "matrix-host@example.com", "host").await;
+    let other_host = register(&app, "matrix-other-host@example.com", "host").await;
+    let guest = register(&app, "matrix-guest@example.com", "guest").await;
+    let other_guest = register(&app, "matrix-other-guest@example.com", "guest").await;
+    let vehicle = app
+        .register_vehicle(&token(&host), &vehicle_body(37.5665, 126.9780))
+        .await;
+    let vehicle = vehicle["id"].as_str().unwrap().to_string();
+    let start = (chrono::Utc::now() + chrono::Duration::days(3))
+        .duration_trunc(chrono::Duration::hours(1))
+        .unwrap();
+    let (status, booking) = json(
+        app.post(
+            "/v1/bookings",
+            Some(&token(&guest)),
+            &json!({"vehicle_id": vehicle, "start_datetime": start.to_rfc3339(),
+                    "end_datetime": (start + chrono::Duration::hours(2)).to_rfc3339()}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{booking}");
+    let booking = booking["id"].as_str().unwrap().to_string();
+    let (status, _) = json(
+        app.put(
+            &format!("/v1/bookings/{booking}/approve"),
+            Some(&token(&host)),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "approved: a payment is due");
+    let (status, _) = json(
+        app.post(
+            "/v1/users/me/corporate-profile",
+            Some(&token(&host)),
+            &json!({"company_name": "주식회사 매트릭스", "business_registration_number": "1248100998"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let profile: Uuid = sqlx::query_scalar("SELECT id FROM corporate_profiles")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    let (status, _) = json(
+        app.post(
+            "/v1/notifications/devices",
+            Some(&token(&guest)),
+            &json!({"token": "guest-device", "platform": "android"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let notification = {
+        let found = carshare_tests::eventually(Duration::from_secs(5), || async {
+            let (_, inbox) = json(app.get("/v1/notifications", Some(&token(&host))).await).await;
+            inbox.as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await;
+        assert!(found, "the host's booking request notification");
+        let (_, inbox) = json(app.get("/v1/notifications", Some(&token(&host))).await).await;
+        inbox[0]["id"].as_str().unwrap().to_string()
+    };
+    let fill = |path: &str| {
+        path.replace("{vehicle}", &vehicle)
+            .replace("{booking}", &booking)
+            .replace("{profile}", &profile.to_string())
+            .replace("{notification}", &notification)
+            .replace("{device}", "guest-device")
+    };
+    let tokens = |who: Who| match who {
+        Who::Guest => token(&guest),
+        Who::OtherGuest => token(&other_guest),
+        Who::Host => token(&host),
+        Who::OtherHost => token(&other_host),
+    };
+    let events_before = app.event_count().await;
+    for (route, wrong_role, not_yours) in rows {
+        let (method, _) = route.split_once(' ').unwrap();
+        for (what, cell) in [("wrong role", wrong_role), ("someone else's", not_yours)] {
+            match cell {
+                Open(why) => assert!(!why.is_empty()),
+                Refused {
+                    who,
+                    path,
+                    status,
+                    code,
+                } => {
+                    let (got, body) = call(
+                        &app,
+                        method,
+                        &fill(path),
+                        Some(&tokens(who)),
+                        Some((&vehicle, &booking)),
+                    )
+                    .await;
+                    assert_eq!(got.as_u16(), status, "{route}, {what} ({who:?}): {body}");
+                    assert_error(&body, code);
+                }
+            }
+        }
+    }
+    assert_eq!(
+        app.event_count().await,
+        events_before,
+        "no refusal wrote anything"
+    );
 }

@@ -149,12 +149,16 @@ async fn create_profile(
     responses(
         (status = 200, body = CorporateProfileResponse),
         (status = 401, body = ErrorResponse),
+        (status = 403, description = "Not a host: only hosts have corporate profiles", body = ErrorResponse),
         (status = 404, body = ErrorResponse),
         (status = 503, body = ErrorResponse)
     )
 )]
 #[get("/users/me/corporate-profile")]
 async fn get_profile(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, ApiError> {
+    if user.role != carshare_domain::Role::Host {
+        return Err(ApiError::new(crate::error::ErrorCode::CORP005));
+    }
     let profile = state.accounts.profile_of(user.id).await?;
     Ok(HttpResponse::Ok().json(CorporateProfileResponse::from(&profile)))
 }
