@@ -221,6 +221,9 @@ pub struct Settings {
     /// How often the notification dispatcher looks for deliveries when idle
     /// (`NOTIFICATION_POLL_MS`, default 500, at least 10).
     pub notification_poll_interval: Duration,
+    /// Run the notification dispatcher inside `serve` (`RUN_NOTIFICATIONS`, default true; every
+    /// instance may run one, they share the queue).
+    pub run_notifications: bool,
     /// Run the projection workers inside `serve` (`RUN_PROJECTIONS`, default true).
     pub run_projections: bool,
     /// Kafka, the relay, and where the projection workers read.
@@ -668,6 +671,7 @@ impl Settings {
             toss,
             fcm,
             notification_poll_interval,
+            run_notifications: flag(src, "RUN_NOTIFICATIONS", true)?,
             run_projections: flag(src, "RUN_PROJECTIONS", true)?,
             stream: StreamSettings::from_source(src)?,
             projection_batch_size: parsed(src, "PROJECTION_BATCH_SIZE", 500)?,

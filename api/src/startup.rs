@@ -301,7 +301,7 @@ impl Application {
             workers.push(tokio::spawn(sweeper.run(shutdown.child_token())));
         }
         let updates = Arc::new(RedisUpdates::new(redis.clone()));
-        if settings.run_projections {
+        if settings.run_notifications {
             let push: Option<Arc<dyn PushSender>> = match &settings.fcm {
                 None => None,
                 Some(fcm) => Some(Arc::new(

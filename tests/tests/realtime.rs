@@ -165,6 +165,7 @@ async fn inbox_entries_reach_the_recipient_on_an_instance_that_sends_nothing_its
         env: vec![
             ("REDIS_KEY_PREFIX", a.redis_prefix.clone()),
             ("RUN_PROJECTIONS", "false".into()),
+            ("RUN_NOTIFICATIONS", "false".into()),
         ],
         ..AppOptions::default()
     })
