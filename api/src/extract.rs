@@ -96,6 +96,9 @@ fn field_name(path: &str, message: &str, root: &str) -> String {
 /// that is not JSON is always a 400, whatever its first value looks like.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| syntax_error(&e))?;
+    if has_nul_escape(bytes) {
+        return Err(nul_refused("body"));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(json_error)?;
     de.end().map_err(|e| {
@@ -227,6 +230,40 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
     }
 }
 
+/// Whether a syntactically valid JSON text has a string holding U+0000 (`\u0000`), which no
+/// text column can store: such input is refused up front rather than failing in the database.
+fn has_nul_escape(bytes: &[u8]) -> bool {
+    let mut in_string = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => in_string = !in_string,
+            b'\\' if in_string => {
+                if bytes.get(i + 1) == Some(&b'u') && bytes.get(i + 2..i + 6) == Some(b"0000") {
+                    return true;
+                }
+                i += 1; // skip the escaped character
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
+/// The refusal of a NUL character in `field`.
+fn nul_refused(field: &str) -> ApiError {
+    ApiError::with_details(
+        ErrorCode::REQ002,
+        vec![FieldIssue::new(
+            field,
+            "nul_character",
+            "NUL 문자(U+0000)는 사용할 수 없습니다.",
+            "The NUL character (U+0000) is not accepted.",
+        )],
+    )
+}
+
 /// Query parameters deserialised into `T`, or a 400 (REQ006) naming the parameter.
 #[derive(Debug)]
 pub struct ValidQuery<T>(pub T);
@@ -236,6 +273,13 @@ impl<T: DeserializeOwned> FromRequest for ValidQuery<T> {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        if let Some((name, _)) = form_urlencoded_parse(req.query_string())
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            let mut err = nul_refused(&name);
+            err.code = ErrorCode::REQ006;
+            return std::future::ready(Err(err));
+        }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(req.query_string()));
         let result = serde_path_to_error::deserialize(de)
             .map(ValidQuery)
@@ -311,4 +355,21 @@ pub fn path_config() -> web::PathConfig {
         )
         .into()
     })
+}
+
+#[cfg(test)]
+mod nul_tests {
+    use super::has_nul_escape;
+
+    #[test]
+    fn nul_escapes_are_found_only_inside_strings() {
+        assert!(has_nul_escape(br#"{"name": "a\u0000b"}"#));
+        assert!(has_nul_escape(br#"["\u0000"]"#));
+        assert!(
+            !has_nul_escape(br#"{"name": "a\\u0000b"}"#),
+            "an escaped backslash"
+        );
+        assert!(!has_nul_escape(br#"{"name": "a\u0001"}"#));
+        assert!(!has_nul_escape(br#"{"name": "plain"}"#));
+    }
 }

@@ -1589,3 +1589,237 @@ async fn every_protected_route_refuses_bad_credentials_wrong_roles_and_strangers
         "no refusal wrote anything"
     );
 }
+
+#[tokio::test]
+async fn rate_limits_hold_across_two_instances_sharing_redis() {
+    let limits = vec![
+        ("RATE_LIMIT_IP_PER_MINUTE", "6".to_string()),
+        ("RATE_LIMIT_WINDOW_SECONDS", "4".to_string()),
+    ];
+    let a = TestApp::spawn_with(AppOptions {
+        env: limits.clone(),
+        ..AppOptions::default()
+    })
+    .await;
+    let mut env = limits;
+    env.push(("REDIS_KEY_PREFIX", a.redis_prefix.clone()));
+    let b = TestApp::spawn_with(AppOptions {
+        pool: Some(a.pool().clone()),
+        env,
+        ..AppOptions::default()
+    })
+    .await;
+    // Start right after a window boundary, so the sequence fits in one window.
+    let into_window = chrono::Utc::now().timestamp_millis() % 4_000;
+    tokio::time::sleep(Duration::from_millis((4_050 - into_window) as u64)).await;
+    let path = "/v1/vehicles/00000000-0000-0000-0000-000000000000";
+    for (i, app) in [&a, &b, &a, &b, &a, &b].into_iter().enumerate() {
+        let status = app.get(path, None).await.status();
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "request {i} is within the budget"
+        );
+    }
+    // The address spent its 6 requests across both instances: both refuse the 7th.
+    for app in [&a, &b] {
+        let res = app.get(path, None).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(res.headers()["ratelimit-remaining"], "0");
+    }
+}
+
+#[tokio::test]
+async fn hostile_input_is_refused_cleanly_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let post_raw = |body: Vec<u8>| {
+        let http = app.http.clone();
+        let url = format!("{}/v1/auth/register", app.base);
+        async move {
+            let res = http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            json(res).await
+        }
+    };
+    let users = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM users")
+            .fetch_one(app.pool())
+            .await
+            .unwrap()
+    };
+    // Deeply nested JSON, invalid UTF-8, a body over the limit, a body that is only whitespace.
+    let nested = format!("{}{}", "[".repeat(20_000), "]".repeat(20_000)).into_bytes();
+    let mut invalid_utf8 = br#"{"email": "a@example.com", "name": ""#.to_vec();
+    invalid_utf8.extend_from_slice(&[0xC3, 0x28, 0xFF]);
+    invalid_utf8.extend_from_slice(
+        br#"", "password": "correct horse battery", "phone": "010-1234-5678", "role": "guest"}"#,
+    );
+    let mut huge = br#"{"email": "a@example.com", "name": ""#.to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 70_000));
+    huge.extend_from_slice(br#""}"#);
+    let nested_objects =
+        format!("{}1{}", "{\"name\":".repeat(5_000), "}".repeat(5_000)).into_bytes();
+    for (what, body, statuses, codes) in [
+        (
+            "arrays nested 20,000 deep",
+            nested,
+            [422, 422],
+            ["REQ002", "REQ002"],
+        ),
+        (
+            "objects nested 5,000 deep",
+            nested_objects,
+            [400, 422],
+            ["REQ001", "REQ002"],
+        ),
+        (
+            "invalid UTF-8",
+            invalid_utf8,
+            [400, 400],
+            ["REQ001", "REQ001"],
+        ),
+        ("over 64 KiB", huge, [413, 413], ["REQ003", "REQ003"]),
+        ("blank", b"   ".to_vec(), [400, 400], ["REQ001", "REQ001"]),
+    ] {
+        let (got, body) = post_raw(body).await;
+        assert!(statuses.contains(&got.as_u16()), "{what}: {got} {body}");
+        let code = body["error"]["code"].as_str().unwrap_or_default();
+        assert!(codes.contains(&code), "{what}: {body}");
+    }
+    assert_eq!(users().await, 0, "nothing was registered");
+
+    // SQL and script injection strings in every text field are data: stored and returned
+    // exactly, never interpreted.
+    let injections = [
+        "Robert'); DROP TABLE users;--",
+        "<script>alert(document.cookie)</script>",
+        "' OR '1'='1",
+        "${jndi:ldap://example.com/a}",
+        "\u{202e}evil\u{0000}",
+    ];
+    for (i, text) in injections.iter().enumerate() {
+        let (status, body) = json(
+            app.post(
+                "/v1/auth/register",
+                None,
+                &json!({"email": format!("inject{i}@example.com"), "password": "correct horse battery",
+                        "name": text, "phone": "010-1234-5678", "role": "host"}),
+            )
+            .await,
+        )
+        .await;
+        if text.contains('\u{0000}') {
+            // NUL cannot be stored in Postgres text: refused as invalid, not a 500.
+            assert!(status.is_client_error(), "{text:?}: {status} {body}");
+            continue;
+        }
+        assert_eq!(status, StatusCode::CREATED, "{text:?}: {body}");
+        assert_eq!(body["user"]["name"], *text);
+        let host = token(&body);
+        let mut vehicle = vehicle_body(37.5665, 126.9780);
+        vehicle["description"] = json!(text);
+        vehicle["model"] = json!(format!("모델 {text}").chars().take(50).collect::<String>());
+        let (status, created) = json(app.post("/v1/vehicles", Some(&host), &vehicle).await).await;
+        assert_eq!(status, StatusCode::CREATED, "{text:?}: {created}");
+        assert_eq!(created["description"], *text);
+        // Search text with the same strings is a plain substring match.
+        let res = app
+            .http
+            .get(format!("{}/v1/vehicles", app.base))
+            .query(&[
+                ("lat", "37.5665"),
+                ("lng", "126.9780"),
+                ("q", text),
+                (
+                    "start_datetime",
+                    &(chrono::Utc::now() + chrono::Duration::days(2))
+                        .duration_trunc(chrono::Duration::hours(1))
+                        .unwrap()
+                        .to_rfc3339(),
+                ),
+                (
+                    "end_datetime",
+                    &(chrono::Utc::now() + chrono::Duration::days(2) + chrono::Duration::hours(3))
+                        .duration_trunc(chrono::Duration::hours(1))
+                        .unwrap()
+                        .to_rfc3339(),
+                ),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            res.status().is_success() || res.status().is_client_error(),
+            "{text:?}"
+        );
+    }
+    assert_eq!(users().await, 4, "the users table is intact");
+    // NUL in a query parameter or a path segment: refused, never a database error.
+    let res = app
+        .http
+        .get(format!("{}/v1/vehicles", app.base))
+        .query(&[("lat", "37.5"), ("lng", "127.0"), ("q", "a\0b")])
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json(res).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(&body, "REQ006");
+    let (_, someone) = app.user(Role::Guest);
+    let (status, body) = json(
+        app.delete("/v1/notifications/devices/a%00b", Some(&someone))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_error(&body, "NOTIFICATION004");
+
+    // Path traversal in upload names: the name is ignored, the key is generated.
+    let host = token(&register(&app, "uploader@example.com", "host").await);
+    let vehicle = app
+        .register_vehicle(&host, &vehicle_body(37.5665, 126.9780))
+        .await;
+    let mut jpeg = vec![
+        0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0,
+    ];
+    jpeg.resize(2_048, 0);
+    for name in [
+        "../../../../tmp/carshare-evil.jpg",
+        "..\\..\\evil.jpg",
+        "/etc/passwd",
+    ] {
+        let form = reqwest::multipart::Form::new().part(
+            "files",
+            reqwest::multipart::Part::bytes(jpeg.clone())
+                .file_name(name.to_string())
+                .mime_str("image/jpeg")
+                .unwrap(),
+        );
+        let res = app
+            .http
+            .post(format!(
+                "{}/v1/vehicles/{}/images",
+                app.base,
+                vehicle["id"].as_str().unwrap()
+            ))
+            .bearer_auth(&host)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = json(res).await;
+        assert!(status.is_success(), "{name}: {body}");
+        let images = body["images"].as_array().unwrap();
+        let key = images.last().unwrap().as_str().unwrap();
+        assert!(
+            !key.contains("..") && !key.contains("evil") && !key.contains("passwd"),
+            "{key}"
+        );
+    }
+    assert!(!std::path::Path::new("/tmp/carshare-evil.jpg").exists());
+}

@@ -434,7 +434,8 @@ pub async fn remove_device(
     user: AuthUser,
     token: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    if unregister_device(&state.pool, user.id, &token.into_inner()).await? {
+    let token = token.into_inner();
+    if valid_device_token(&token) && unregister_device(&state.pool, user.id, &token).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::new(ErrorCode::NOTIFICATION004))
