@@ -457,6 +457,8 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// The underlying cause, logged but never sent.
     pub cause: Option<anyhow::Error>,
+    /// The methods a path does allow (sent as `Allow` with a 405).
+    pub allow: Option<String>,
 }
 
 impl ApiError {
@@ -467,6 +469,7 @@ impl ApiError {
             details: Vec::new(),
             retry_after: None,
             cause: None,
+            allow: None,
         }
     }
 
@@ -556,6 +559,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if let Some(secs) = self.retry_after {
             response.insert_header(("Retry-After", secs.to_string()));
+        }
+        if let Some(allow) = &self.allow {
+            response.insert_header(("Allow", allow.clone()));
         }
         response.json(self.body(Lang::Ko, ""))
     }

@@ -17,7 +17,16 @@ use utoipa::{Modify, OpenApi};
             Korean unless `Accept-Language: en` is sent. Money is KRW in whole won; times are \
             RFC 3339 (stored in UTC, calendar rules read in Asia/Seoul)."
     ),
-    components(schemas(ErrorResponse, ErrorBody, ErrorDetail, ErrorCode)),
+    components(schemas(
+        ErrorResponse,
+        ErrorBody,
+        ErrorDetail,
+        ErrorCode,
+        crate::routes::accounts_dto::ProfileStatusFilter,
+        crate::routes::bookings::dto::BookingStatusWire,
+        crate::routes::bookings::dto::ListRoleWire,
+        crate::routes::vehicles::dto::SearchSortWire,
+    )),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "인증: registration, login, token rotation, logout"),
@@ -42,6 +51,62 @@ impl Modify for BearerAuth {
             .components
             .get_or_insert_with(Default::default)
             .add_security_scheme("bearer", SecurityScheme::Http(http));
+    }
+}
+
+/// Documents the error answers every operation can give whatever it does: malformed or
+/// unreadable input (400, 413, 415, 422) where it takes parameters or a body, rate limiting
+/// (429) and an unavailable dependency (503), each with the one error shape.
+pub struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorResponse")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.delete.as_mut(),
+                item.patch.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                let has_body = op.request_body.is_some();
+                let mut add = |status: &str, description: &str| {
+                    op.responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| error(description).into());
+                };
+                if has_params || has_body {
+                    add(
+                        "400",
+                        "Malformed request: unreadable JSON or query parameters",
+                    );
+                    add("422", "Invalid values (see `details`)");
+                }
+                if has_body {
+                    add("413", "Body too large");
+                    add("415", "Not a JSON (or multipart) body");
+                }
+                add("429", "Too many requests (see `Retry-After`)");
+                add("503", "A dependency is unavailable (see `Retry-After`)");
+            }
+        }
     }
 }
 

@@ -65,7 +65,7 @@ pub fn routes() -> (
     >,
     utoipa::openapi::OpenApi,
 ) {
-    App::new()
+    let (app, doc) = App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .configure(routes::health::configure)
@@ -81,7 +81,12 @@ pub fn routes() -> (
                 .configure(routes::notifications::configure)
                 .configure(routes::admin::configure),
         )
-        .split_for_parts()
+        .split_for_parts();
+    // Modifiers of the derived document run before the routes add their paths: the common
+    // error answers are added to the complete document here.
+    let mut doc = doc;
+    utoipa::Modify::modify(&crate::openapi::CommonErrors, &mut doc);
+    (app, doc)
 }
 
 /// CORS: only the configured origins may call from a browser, with credentials.
@@ -114,8 +119,66 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
     cors
 }
 
-async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::new(ErrorCode::REQ007))
+/// The documented paths and their methods: an unmatched request whose path is known but whose
+/// method is not gets 405 with `Allow`, anything else 404.
+#[derive(Clone, Default)]
+pub struct KnownPaths(Vec<(Vec<String>, Vec<&'static str>)>);
+
+impl KnownPaths {
+    fn of(doc: &utoipa::openapi::OpenApi) -> KnownPaths {
+        KnownPaths(
+            doc.paths
+                .paths
+                .iter()
+                .map(|(path, item)| {
+                    let segments = path.split('/').map(str::to_string).collect();
+                    let methods = [
+                        ("GET", item.get.is_some()),
+                        ("POST", item.post.is_some()),
+                        ("PUT", item.put.is_some()),
+                        ("DELETE", item.delete.is_some()),
+                        ("PATCH", item.patch.is_some()),
+                    ]
+                    .into_iter()
+                    .filter_map(|(m, present)| present.then_some(m))
+                    .collect();
+                    (segments, methods)
+                })
+                .collect(),
+        )
+    }
+
+    /// The methods documented for `path`, if it is a documented path.
+    fn allowed(&self, path: &str) -> Option<String> {
+        let parts: Vec<&str> = path.split('/').collect();
+        let mut methods: Vec<&str> = self
+            .0
+            .iter()
+            .filter(|(template, _)| {
+                template.len() == parts.len()
+                    && template.iter().zip(&parts).all(|(t, p)| {
+                        (t.starts_with('{') && t.ends_with('}') && !p.is_empty()) || t == p
+                    })
+            })
+            .flat_map(|(_, m)| m.iter().copied())
+            .collect();
+        methods.sort_unstable();
+        methods.dedup();
+        (!methods.is_empty()).then(|| methods.join(", "))
+    }
+}
+
+async fn not_found(
+    req: actix_web::HttpRequest,
+    known: web::Data<KnownPaths>,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    match known.allowed(req.path()) {
+        Some(allow) => Err(ApiError {
+            allow: Some(allow),
+            ..ApiError::new(ErrorCode::REQ008)
+        }),
+        None => Err(ApiError::new(ErrorCode::REQ007)),
+    }
 }
 
 /// What background work a process runs beside (or instead of) the HTTP server.
@@ -354,7 +417,9 @@ impl Application {
             keys: tokens,
             revocations: revocations.clone(),
         };
-        let doc = serde_json::to_string(&routes().1).context("serialising the OpenAPI document")?;
+        let described = routes().1;
+        let known = web::Data::new(KnownPaths::of(&described));
+        let doc = serde_json::to_string(&described).context("serialising the OpenAPI document")?;
         let doc = OpenApiJson(Arc::new(doc));
 
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
@@ -381,6 +446,7 @@ impl Application {
                 .app_data(doc.clone())
                 .app_data(limit.clone())
                 .app_data(hub.clone())
+                .app_data(known.clone())
                 .app_data(limiter.clone())
                 .app_data(path_config())
                 .configure(crate::console::configure)

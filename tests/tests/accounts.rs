@@ -1822,4 +1822,22 @@ async fn hostile_input_is_refused_cleanly_and_changes_nothing() {
         );
     }
     assert!(!std::path::Path::new("/tmp/carshare-evil.jpg").exists());
+
+    // A documented path with an undocumented method: 405 with the methods it does allow.
+    let res = app
+        .http
+        .request(
+            reqwest::Method::PATCH,
+            format!("{}/v1/vehicles/{}", app.base, Uuid::new_v4()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(res.headers()["allow"], "DELETE, GET, PUT");
+    let (_, body) = json(res).await;
+    assert_error(&body, "REQ008");
+    let (status, body) = json(app.get("/v1/nowhere/at/all", None).await).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "REQ007");
 }
