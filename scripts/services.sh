@@ -21,10 +21,12 @@ apt_install() {
 pg_ready() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
 
 ensure_postgres() {
-  if ! command -v pg_ctlcluster >/dev/null 2>&1 || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
-    apt_install postgresql postgresql-contrib
-  fi
+  local url="postgres://postgres:postgres@127.0.0.1:5432/postgres"
+  # A server already answering (this machine's, or a CI service container) is used as it is.
   if ! pg_ready; then
+    if ! command -v pg_ctlcluster >/dev/null 2>&1 || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
+      apt_install postgresql postgresql-contrib
+    fi
     local version
     version="$(ls /etc/postgresql | sort -V | tail -n1)"
     log "starting PostgreSQL $version"
@@ -32,18 +34,19 @@ ensure_postgres() {
     for _ in $(seq 1 60); do pg_ready && break; sleep 0.5; done
   fi
   pg_ready || { log "PostgreSQL did not come up on 127.0.0.1:5432"; return 1; }
-  # PostGIS backs the vehicle search's spatial index.
-  local major
-  major="$(psql "postgres://postgres:postgres@127.0.0.1:5432/postgres" -Atqc 'SHOW server_version_num' 2>/dev/null | cut -c1-2 || true)"
-  major="${major:-$(ls /etc/postgresql | sort -V | tail -n1)}"
-  if [ ! -f "/usr/share/postgresql/$major/extension/postgis.control" ]; then
-    apt_install "postgresql-$major-postgis-3"
-  fi
   # A fresh Debian install asks for a password over TCP: give the postgres role the one the
   # default URLs use. (Where the server trusts local TCP connections, this changes nothing.)
-  if ! psql "postgres://postgres:postgres@127.0.0.1:5432/postgres" -Atqc 'SELECT 1' >/dev/null 2>&1; then
+  if ! psql "$url" -Atqc 'SELECT 1' >/dev/null 2>&1; then
     log "setting the local postgres role's password"
     as_root su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+  fi
+  # PostGIS backs the vehicle search's spatial index: installed next to a local server when
+  # the server does not offer it.
+  if ! psql "$url" -Atqc "SELECT 1 FROM pg_available_extensions WHERE name = 'postgis'" 2>/dev/null | grep -q 1; then
+    local major
+    major="$(psql "$url" -Atqc 'SHOW server_version_num' 2>/dev/null | cut -c1-2 || true)"
+    major="${major:-$(ls /etc/postgresql | sort -V | tail -n1)}"
+    apt_install "postgresql-$major-postgis-3"
   fi
 }
 
