@@ -114,17 +114,7 @@ async fn list_profiles(
     user.require(&[Role::Admin])?;
     let p = params.0;
     let limit = page_size(p.limit)?;
-    let after = match p.cursor.as_deref() {
-        None => None,
-        Some(c) => Some(profile_cursor(c).ok_or_else(|| {
-            ApiError::invalid_field(
-                "cursor",
-                "invalid_cursor",
-                "cursor 값이 올바르지 않습니다.",
-                "Unknown cursor.",
-            )
-        })?),
-    };
+    let after = super::parse_cursor(p.cursor.as_deref(), profile_cursor)?;
     let status = p.status.map(|s| match s {
         ProfileStatusFilter::Pending => ProfileStatus::Pending,
         ProfileStatusFilter::Verified => ProfileStatus::Verified,

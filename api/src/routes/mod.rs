@@ -104,6 +104,26 @@ pub async fn settle_command(
     }
 }
 
+/// A `cursor` parameter read with `decode`: `None` when absent, a 422 when it is not a token
+/// this API issued.
+pub fn parse_cursor<T>(
+    token: Option<&str>,
+    decode: impl FnOnce(&str) -> Option<T>,
+) -> Result<Option<T>, ApiError> {
+    token
+        .map(|t| {
+            decode(t).ok_or_else(|| {
+                ApiError::invalid_field(
+                    "cursor",
+                    "invalid_cursor",
+                    "cursor 값이 올바르지 않습니다.",
+                    "Unknown cursor.",
+                )
+            })
+        })
+        .transpose()
+}
+
 /// Page size from a `limit` parameter (default 20, 1..=100).
 pub fn page_size(limit: Option<i64>) -> Result<i64, ApiError> {
     match limit {

@@ -113,17 +113,7 @@ pub async fn list(
     params: ValidQuery<InboxParams>,
 ) -> Result<HttpResponse, ApiError> {
     let p = params.0;
-    let after = match p.cursor.as_deref() {
-        None => None,
-        Some(token) => Some(InboxCursor::decode(token).ok_or_else(|| {
-            ApiError::invalid_field(
-                "cursor",
-                "invalid_cursor",
-                "cursor 값이 올바르지 않습니다.",
-                "Unknown cursor.",
-            )
-        })?),
-    };
+    let after = crate::routes::parse_cursor(p.cursor.as_deref(), InboxCursor::decode)?;
     let limit = page_size(p.limit)?;
     let mut response = HttpResponse::Ok();
     await_position(

@@ -82,19 +82,10 @@ pub async fn history(
         Some(ListRoleWire::Guest) => false,
         None => user.role == carshare_domain::Role::Host,
     };
-    let after = match p.cursor.as_deref() {
-        None => None,
-        Some(token) => Some(
-            carshare_projections::vehicles::OwnerCursor::decode(token).ok_or_else(|| {
-                ApiError::invalid_field(
-                    "cursor",
-                    "invalid_cursor",
-                    "cursor 값이 올바르지 않습니다.",
-                    "Unknown cursor.",
-                )
-            })?,
-        ),
-    };
+    let after = crate::routes::parse_cursor(
+        p.cursor.as_deref(),
+        carshare_projections::vehicles::OwnerCursor::decode,
+    )?;
     let limit = crate::routes::page_size(p.limit)?;
     let mut response = HttpResponse::Ok();
     crate::routes::await_position(

@@ -249,17 +249,7 @@ pub async fn received(
 ) -> Result<HttpResponse, ApiError> {
     let user_id = id.into_inner();
     let p = params.0;
-    let after = match p.cursor.as_deref() {
-        None => None,
-        Some(token) => Some(OwnerCursor::decode(token).ok_or_else(|| {
-            ApiError::invalid_field(
-                "cursor",
-                "invalid_cursor",
-                "cursor 값이 올바르지 않습니다.",
-                "Unknown cursor.",
-            )
-        })?),
-    };
+    let after = crate::routes::parse_cursor(p.cursor.as_deref(), OwnerCursor::decode)?;
     let limit = page_size(p.limit)?;
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)")
         .bind(user_id)

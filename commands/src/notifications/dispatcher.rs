@@ -90,6 +90,7 @@ pub struct Dispatcher {
 struct Claimed {
     notification_id: Uuid,
     channel: String,
+    user_id: Uuid,
     attempts: i32,
 }
 
@@ -103,6 +104,7 @@ struct Entry {
     data: Json<Map<String, Value>>,
     booking_id: Option<Uuid>,
     created_at: DateTime<Utc>,
+    position: i64,
 }
 
 enum Outcome {
@@ -195,7 +197,7 @@ impl Dispatcher {
                    WHERE status = 'pending' AND next_attempt_at <= now() \
                    ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) due \
              WHERE d.notification_id = due.notification_id AND d.channel = due.channel \
-             RETURNING d.notification_id, d.channel, d.attempts",
+             RETURNING d.notification_id, d.channel, d.user_id, d.attempts",
         )
         .bind(self.settings.batch)
         .fetch_all(&self.pool)
@@ -205,7 +207,7 @@ impl Dispatcher {
         }
         let ids: Vec<Uuid> = claimed.iter().map(|c| c.notification_id).collect();
         let entries: HashMap<Uuid, Entry> = sqlx::query_as::<_, Entry>(
-            "SELECT id, user_id, kind, title, body, data, booking_id, created_at \
+            "SELECT id, user_id, kind, title, body, data, booking_id, created_at, position \
              FROM read.notifications WHERE id = ANY($1)",
         )
         .bind(&ids)
@@ -215,19 +217,36 @@ impl Dispatcher {
         .map(|e| (e.id, e))
         .collect();
         let entries = &entries;
-        let outcomes: Vec<(Claimed, Outcome)> = futures::stream::iter(claimed)
-            .map(|c| async move {
-                let outcome = match entries.get(&c.notification_id) {
-                    None => Outcome::Failed("inbox entry not found".into()),
-                    Some(entry) => match c.channel.as_str() {
-                        "websocket" => self.to_websocket(entry).await,
-                        "push" => self.to_devices(entry).await,
-                        other => Outcome::Failed(format!("unknown channel {other}")),
-                    },
-                };
-                (c, outcome)
+        // One user's deliveries go out one after the other, in the order they were made (so a
+        // device sees "approved" before "paid", and a token found unregistered is dropped
+        // before the next push); different users' go out side by side.
+        let mut by_user: Vec<(Uuid, Vec<Claimed>)> = Vec::new();
+        let mut claimed = claimed;
+        claimed.sort_by_key(|c| entries.get(&c.notification_id).map(|e| e.position));
+        for c in claimed {
+            match by_user.iter_mut().find(|(user, _)| *user == c.user_id) {
+                Some((_, list)) => list.push(c),
+                None => by_user.push((c.user_id, vec![c])),
+            }
+        }
+        let outcomes: Vec<(Claimed, Outcome)> = futures::stream::iter(by_user)
+            .map(|(_, deliveries)| async move {
+                let mut done = Vec::with_capacity(deliveries.len());
+                for c in deliveries {
+                    let outcome = match entries.get(&c.notification_id) {
+                        None => Outcome::Failed("inbox entry not found".into()),
+                        Some(entry) => match c.channel.as_str() {
+                            "websocket" => self.to_websocket(entry).await,
+                            "push" => self.to_devices(entry).await,
+                            other => Outcome::Failed(format!("unknown channel {other}")),
+                        },
+                    };
+                    done.push((c, outcome));
+                }
+                done
             })
             .buffer_unordered(self.settings.concurrency.max(1))
+            .flat_map(futures::stream::iter)
             .collect()
             .await;
         let mut report = DispatchReport::default();

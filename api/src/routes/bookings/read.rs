@@ -41,17 +41,7 @@ pub async fn list(
         None if user.role == Role::Host => ListRole::Host,
         None => ListRole::Guest,
     };
-    let after = match p.cursor.as_deref() {
-        None => None,
-        Some(token) => Some(BookingCursor::decode(token).ok_or_else(|| {
-            ApiError::invalid_field(
-                "cursor",
-                "invalid_cursor",
-                "cursor 값이 올바르지 않습니다.",
-                "Unknown cursor.",
-            )
-        })?),
-    };
+    let after = crate::routes::parse_cursor(p.cursor.as_deref(), BookingCursor::decode)?;
     let query = BookingListQuery {
         user_id: user.id,
         role,

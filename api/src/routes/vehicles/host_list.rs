@@ -35,17 +35,7 @@ pub async fn host_vehicles(
 ) -> Result<HttpResponse, ApiError> {
     user.require(&[Role::Host])?;
     let p = params.0;
-    let after = match p.cursor.as_deref() {
-        None => None,
-        Some(token) => Some(OwnerCursor::decode(token).ok_or_else(|| {
-            ApiError::invalid_field(
-                "cursor",
-                "invalid_cursor",
-                "cursor 값이 올바르지 않습니다.",
-                "Unknown cursor.",
-            )
-        })?),
-    };
+    let after = crate::routes::parse_cursor(p.cursor.as_deref(), OwnerCursor::decode)?;
     let query = OwnerListQuery {
         owner_id: user.id,
         status: p.status.map(|s| s.as_str().to_string()),
