@@ -106,7 +106,8 @@ ensure_kafka() {
 # playwright-core (pinned in tests/browser/package-lock.json) with the machine's Node.js.
 ensure_browser() {
   local missing=()
-  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  # CHROMIUM may name another Chromium-based browser (e.g. a CI runner's Google Chrome).
+  [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
   fc-list 2>/dev/null | grep -qi nanum || missing+=(fonts-nanum)
   command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
   if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
