@@ -178,9 +178,13 @@ async fn support_finance_and_admins_use_the_console_in_chromium() {
         .parse()
         .unwrap();
     let as_of = (approved_at.duration_trunc(Duration::seconds(1)).unwrap() + Duration::seconds(1))
-        .with_timezone(&SEOUL)
-        .format("%Y-%m-%dT%H:%M:%S")
-        .to_string();
+        .with_timezone(&SEOUL);
+    // A `datetime-local` input writes a whole minute without its seconds.
+    let as_of = if chrono::Timelike::second(&as_of) == 0 {
+        as_of.format("%Y-%m-%dT%H:%M").to_string()
+    } else {
+        as_of.format("%Y-%m-%dT%H:%M:%S").to_string()
+    };
 
     // Finance's planted discrepancy, and an event no projection can read.
     let settled_in_read_model = eventually(std::time::Duration::from_secs(5), || async {
