@@ -321,6 +321,14 @@ impl Application {
                                 Ok(_) => {}
                                 Err(e) => tracing::warn!(error = %e, "purging idempotency keys failed"),
                             }
+                            match carshare_commands::notifications::purge_finished_deliveries(
+                                &pool,
+                                chrono::Duration::days(carshare_commands::notifications::DELIVERY_RETENTION_DAYS),
+                            ).await {
+                                Ok(n) if n > 0 => tracing::info!(purged = n, "finished notification deliveries purged"),
+                                Ok(_) => {}
+                                Err(e) => tracing::warn!(error = %e, "purging notification deliveries failed"),
+                            }
                         }
                     }
                 }

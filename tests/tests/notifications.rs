@@ -908,6 +908,36 @@ async fn admins_announce_to_a_role_or_a_user_and_users_mark_their_inbox_read() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_error(&body, "NOTIFICATION004");
+
+    // Finished deliveries are purged after their retention; the inbox stays.
+    let finished = eventually(StdDuration::from_secs(5), || async {
+        deliveries(&app)
+            .await
+            .iter()
+            .all(|(_, s)| s != "pending" && s != "sending")
+    })
+    .await;
+    assert!(finished, "{:?}", deliveries(&app).await);
+    let total = deliveries(&app).await.len() as u64;
+    let too_young = carshare_commands::notifications::purge_finished_deliveries(
+        app.pool(),
+        chrono::Duration::days(30),
+    )
+    .await
+    .unwrap();
+    assert_eq!(too_young, 0, "nothing is old enough yet");
+    sqlx::query("UPDATE notification_deliveries SET finished_at = now() - interval '31 days'")
+        .execute(app.pool())
+        .await
+        .unwrap();
+    let purged = carshare_commands::notifications::purge_finished_deliveries(
+        app.pool(),
+        chrono::Duration::days(30),
+    )
+    .await
+    .unwrap();
+    assert_eq!(purged, total);
+    assert_eq!(inbox(&app, &host_a_token).await.len(), 3);
 }
 
 #[tokio::test]

@@ -86,6 +86,26 @@ pub async fn unregister_device(
     Ok(done.rows_affected() > 0)
 }
 
+/// How long finished deliveries (sent, skipped, failed) are kept for inspection.
+pub const DELIVERY_RETENTION_DAYS: i64 = 30;
+
+/// Removes deliveries finished more than `older_than` ago; how many. The inbox entries stay
+/// (they are the user's), and a removed delivery is never sent again: redelivered events find
+/// their inbox entry and queue nothing.
+pub async fn purge_finished_deliveries(
+    pool: &PgPool,
+    older_than: chrono::Duration,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM notification_deliveries \
+         WHERE status IN ('sent', 'skipped', 'failed') AND finished_at < now() - $1::interval",
+    )
+    .bind(older_than)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// An announcement as an admin writes it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewAnnouncement {
