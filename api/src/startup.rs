@@ -65,7 +65,7 @@ pub fn routes() -> (
     >,
     utoipa::openapi::OpenApi,
 ) {
-    let (app, doc) = App::new()
+    App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .configure(routes::health::configure)
@@ -81,12 +81,7 @@ pub fn routes() -> (
                 .configure(routes::notifications::configure)
                 .configure(routes::admin::configure),
         )
-        .split_for_parts();
-    // Modifiers of the derived document run before the routes add their paths: the common
-    // error answers are added to the complete document here.
-    let mut doc = doc;
-    utoipa::Modify::modify(&crate::openapi::CommonErrors, &mut doc);
-    (app, doc)
+        .split_for_parts()
 }
 
 /// CORS: only the configured origins may call from a browser, with credentials.
@@ -425,7 +420,10 @@ impl Application {
             keys: tokens,
             revocations: revocations.clone(),
         };
-        let described = routes().1;
+        // Modifiers of the derived document run before the routes add their paths: the common
+        // error answers are added to the complete document, once, here.
+        let mut described = routes().1;
+        utoipa::Modify::modify(&crate::openapi::CommonErrors, &mut described);
         let known = web::Data::new(KnownPaths::of(&described));
         let doc = serde_json::to_string(&described).context("serialising the OpenAPI document")?;
         let doc = OpenApiJson(Arc::new(doc));

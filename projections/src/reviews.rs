@@ -190,6 +190,12 @@ impl Projection for ReviewProjection {
     }
 }
 
+/// SQL for the mean rating of the `read.rating_summaries` row aliased `alias`, rounded to two
+/// decimals (`NULL` without reviews).
+pub(crate) fn mean_rating(alias: &str) -> String {
+    format!("round({alias}.rating_sum::numeric / NULLIF({alias}.review_count, 0), 2)")
+}
+
 /// Count and average rating of one reviewed subject.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, sqlx::FromRow)]
 pub struct RatingSummary {
@@ -203,12 +209,11 @@ pub struct RatingSummary {
 
 /// The summary of the reviews a user received.
 pub async fn user_summary(pool: &PgPool, user_id: Uuid) -> Result<RatingSummary, sqlx::Error> {
-    let row: Option<RatingSummary> = sqlx::query_as(
-        "SELECT review_count, \
-                round(rating_sum::numeric / NULLIF(review_count, 0), 2)::float8 AS average_rating, \
-                recommended_count \
-         FROM read.rating_summaries WHERE subject_kind = 'user' AND subject_id = $1",
-    )
+    let row: Option<RatingSummary> = sqlx::query_as(&format!(
+        "SELECT review_count, {}::float8 AS average_rating, recommended_count \
+         FROM read.rating_summaries s WHERE subject_kind = 'user' AND subject_id = $1",
+        mean_rating("s")
+    ))
     .bind(user_id)
     .fetch_optional(pool)
     .await?;

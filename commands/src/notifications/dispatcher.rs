@@ -220,17 +220,14 @@ impl Dispatcher {
         // One user's deliveries go out one after the other, in the order they were made (so a
         // device sees "approved" before "paid", and a token found unregistered is dropped
         // before the next push); different users' go out side by side.
-        let mut by_user: Vec<(Uuid, Vec<Claimed>)> = Vec::new();
+        let mut by_user: std::collections::BTreeMap<Uuid, Vec<Claimed>> = Default::default();
         let mut claimed = claimed;
         claimed.sort_by_key(|c| entries.get(&c.notification_id).map(|e| e.position));
         for c in claimed {
-            match by_user.iter_mut().find(|(user, _)| *user == c.user_id) {
-                Some((_, list)) => list.push(c),
-                None => by_user.push((c.user_id, vec![c])),
-            }
+            by_user.entry(c.user_id).or_default().push(c);
         }
-        let outcomes: Vec<(Claimed, Outcome)> = futures::stream::iter(by_user)
-            .map(|(_, deliveries)| async move {
+        let outcomes: Vec<(Claimed, Outcome)> = futures::stream::iter(by_user.into_values())
+            .map(|deliveries| async move {
                 let mut done = Vec::with_capacity(deliveries.len());
                 for c in deliveries {
                     let outcome = match entries.get(&c.notification_id) {

@@ -1,6 +1,7 @@
 //! Reads of `read.vehicles`.
 
 use super::row::{VehicleRow, COLUMNS};
+use crate::reviews::mean_rating;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use carshare_domain::TimeWindow;
@@ -242,17 +243,18 @@ pub async fn search(
     let sort_key = match q.sort {
         SearchSort::Distance => format!("location <-> {CENTER}"),
         SearchSort::Rating => format!(
-            "(5.0 - COALESCE(round(vs.rating_sum::numeric / NULLIF(vs.review_count, 0), 2), 0)::float8) \
-             * 1e9 + (location <-> {CENTER})"
+            "(5.0 - COALESCE({}, 0)::float8) * 1e9 + (location <-> {CENTER})",
+            mean_rating("vs")
         ),
     };
+    let (vehicle_mean, host_mean) = (mean_rating("vs"), mean_rating("hs"));
     let mut sql = format!(
         "SELECT {COLUMNS}, \
            ST_Distance(location, {CENTER}) / 1000.0 AS distance_km, \
            {sort_key} AS sort_key, \
-           round(vs.rating_sum::numeric / NULLIF(vs.review_count, 0), 2)::float8 AS vehicle_rating, \
+           {vehicle_mean}::float8 AS vehicle_rating, \
            COALESCE(vs.review_count, 0) AS vehicle_reviews, \
-           round(hs.rating_sum::numeric / NULLIF(hs.review_count, 0), 2)::float8 AS host_rating, \
+           {host_mean}::float8 AS host_rating, \
            COALESCE(hs.review_count, 0) AS host_reviews \
          FROM read.vehicles \
          LEFT JOIN read.rating_summaries vs \
