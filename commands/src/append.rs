@@ -178,3 +178,57 @@ async fn write_snapshot(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use carshare_domain::booking::{Booking, BookingEvent};
+
+    fn approved(minute: u32) -> BookingEvent {
+        BookingEvent::BookingApproved {
+            host_response: None,
+            at: format!("2026-12-01T01:{minute:02}:00Z").parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn events_are_encoded_as_postgres_es_stores_them() {
+        let events = vec![approved(0), approved(1)];
+        let batch = Batch::new::<Booking>("b-1", 3, &events, &Booking::default(), 0).unwrap();
+        assert!(!batch.is_empty());
+        assert_eq!(batch.aggregate_type, "Booking");
+        assert_eq!(batch.aggregate_id, "b-1");
+        assert_eq!(batch.after_sequence, 3);
+        assert_eq!(batch.events.len(), 2);
+        let (event_type, version, payload) = &batch.events[0];
+        assert_eq!(event_type, "BookingApproved");
+        assert_eq!(version, "1.0");
+        assert_eq!(payload, &serde_json::to_value(&events[0]).unwrap());
+        assert_eq!(batch.snapshot, None);
+    }
+
+    #[test]
+    fn a_snapshot_is_taken_when_the_batch_crosses_a_multiple() {
+        let mut booking = Booking::default();
+        booking.apply(approved(0)); // ignored without a request: the state stays empty
+        let two = vec![approved(0), approved(1)];
+        // 9 → 11 crosses 10.
+        let crossing = Batch::new::<Booking>("b-1", 9, &two, &booking, 10).unwrap();
+        assert_eq!(
+            crossing.snapshot,
+            Some((11, serde_json::to_value(&booking).unwrap()))
+        );
+        // 10 → 12 does not reach 20; 7 → 9 does not reach 10.
+        for after in [10, 7] {
+            let batch = Batch::new::<Booking>("b-1", after, &two, &booking, 10).unwrap();
+            assert_eq!(batch.snapshot, None, "after {after}");
+        }
+        // Landing exactly on the multiple counts.
+        let landing = Batch::new::<Booking>("b-1", 8, &two, &booking, 10).unwrap();
+        assert_eq!(landing.snapshot.map(|(s, _)| s), Some(10));
+        // No events, no snapshot (and nothing to append).
+        let empty = Batch::new::<Booking>("b-1", 9, &[], &booking, 1).unwrap();
+        assert!(empty.is_empty());
+        assert_eq!(empty.snapshot, None);
+    }
+}

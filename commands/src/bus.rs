@@ -233,3 +233,65 @@ fn classify(err: BoxError) -> InfraError {
         Err(other) => InfraError::Internal(other),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use carshare_domain::booking::{Booking, BookingError};
+
+    type Mapped = CommandError<BookingError>;
+    type Check = fn(&Mapped) -> bool;
+
+    fn boxed(msg: &str) -> BoxError {
+        Box::new(std::io::Error::other(msg.to_string()))
+    }
+
+    #[test]
+    fn store_errors_map_to_refusals_or_infrastructure_failures() {
+        let cases: Vec<(AggregateError<BookingError>, Check)> = vec![
+            (AggregateError::UserError(BookingError::NotFound), |m| {
+                matches!(m, CommandError::Rejected(BookingError::NotFound))
+            }),
+            (AggregateError::AggregateConflict, |m| {
+                matches!(m, CommandError::Infra(InfraError::Conflict))
+            }),
+            (
+                AggregateError::DatabaseConnectionError(boxed("down")),
+                |m| matches!(m, CommandError::Infra(InfraError::Unavailable(_))),
+            ),
+            (
+                AggregateError::DeserializationError(boxed("bad json")),
+                |m| matches!(m, CommandError::Infra(InfraError::Internal(_))),
+            ),
+            // An unexpected sqlx error is classified like any other sqlx error...
+            (
+                AggregateError::UnexpectedError(Box::new(sqlx::Error::PoolTimedOut)),
+                |m| matches!(m, CommandError::Infra(InfraError::Unavailable(_))),
+            ),
+            (
+                AggregateError::UnexpectedError(Box::new(sqlx::Error::RowNotFound)),
+                |m| matches!(m, CommandError::Infra(InfraError::Internal(_))),
+            ),
+            // ...and anything else is a bug.
+            (AggregateError::UnexpectedError(boxed("?")), |m| {
+                matches!(m, CommandError::Infra(InfraError::Internal(_)))
+            }),
+        ];
+        for (err, expected) in cases {
+            let shown = format!("{err:?}");
+            let mapped = infra::<Booking>(err);
+            assert!(expected(&mapped), "{shown} became {mapped:?}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_reads_as_the_domain_error() {
+        let refused: Mapped = CommandError::Rejected(BookingError::NotHost);
+        assert_eq!(refused.to_string(), "only the vehicle's host may do this");
+        let conflict: Mapped = InfraError::Conflict.into();
+        assert_eq!(
+            conflict.to_string(),
+            "the aggregate kept changing under concurrent writers"
+        );
+    }
+}

@@ -53,3 +53,39 @@ impl Clock for ManualClock {
         self.0.lock().map(|now| *now).unwrap_or_else(|_| Utc::now())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, Timelike};
+
+    #[test]
+    fn the_manual_clock_moves_only_when_told_and_keeps_microseconds() {
+        let start: DateTime<Utc> = "2026-12-01T00:00:00.123456789Z".parse().unwrap();
+        let clock = ManualClock::at(start);
+        assert_eq!(clock.now(), start.trunc_subsecs(6));
+        assert_eq!(clock.now(), clock.now());
+        clock.advance(Duration::minutes(30));
+        assert_eq!(
+            clock.now(),
+            "2026-12-01T00:30:00.123456Z"
+                .parse::<DateTime<Utc>>()
+                .unwrap()
+        );
+        // Clones share the time.
+        let other = clock.clone();
+        other.set("2026-12-02T09:00:00.000000999Z".parse().unwrap());
+        assert_eq!(
+            clock.now(),
+            "2026-12-02T09:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+    }
+
+    #[test]
+    fn the_system_clock_keeps_what_postgres_keeps() {
+        let before = Utc::now() - Duration::seconds(1);
+        let now = SystemClock.now();
+        assert_eq!(now.nanosecond() % 1_000, 0);
+        assert!(now > before && now <= Utc::now());
+    }
+}

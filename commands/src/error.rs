@@ -26,3 +26,25 @@ impl From<sqlx::Error> for InfraError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreachable_databases_are_unavailable_and_other_failures_internal() {
+        assert!(matches!(
+            InfraError::from(sqlx::Error::PoolTimedOut),
+            InfraError::Unavailable(_)
+        ));
+        assert!(matches!(
+            InfraError::from(sqlx::Error::Io(std::io::Error::from(
+                std::io::ErrorKind::ConnectionRefused
+            ))),
+            InfraError::Unavailable(_)
+        ));
+        let internal = InfraError::from(sqlx::Error::RowNotFound);
+        assert!(matches!(internal, InfraError::Internal(_)));
+        assert!(internal.to_string().starts_with("internal error: "));
+    }
+}

@@ -59,3 +59,42 @@ pub static NOTIFICATION_DELIVERIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["channel", "outcome"],
     )
 });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_side_metrics_are_registered_under_their_names() {
+        COMMANDS
+            .with_label_values(&["MetricsTest", "ApproveBooking", "ok"])
+            .inc();
+        CONFLICTS.with_label_values(&["MetricsTest"]).inc();
+        COMMAND_SECONDS
+            .with_label_values(&["MetricsTest", "ApproveBooking"])
+            .observe(0.01);
+        CIRCUIT_STATE.with_label_values(&["metrics-test"]).set(1);
+        EXTERNAL_CALLS
+            .with_label_values(&["metrics-test", "ok"])
+            .inc();
+        NOTIFICATION_DELIVERIES
+            .with_label_values(&["metrics-test", "sent"])
+            .inc();
+        let names: Vec<String> = prometheus::default_registry()
+            .gather()
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect();
+        for name in [
+            "carshare_commands_total",
+            "carshare_command_conflicts_total",
+            "carshare_command_duration_seconds",
+            "carshare_external_circuit_state",
+            "carshare_external_calls_total",
+            "carshare_notification_deliveries_total",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} not registered");
+        }
+        assert_eq!(CIRCUIT_STATE.with_label_values(&["metrics-test"]).get(), 1);
+    }
+}

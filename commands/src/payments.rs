@@ -493,3 +493,53 @@ impl PaymentService {
         Ok(issued)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use sqlx::postgres::PgPoolOptions;
+
+    #[test]
+    fn a_payment_refusal_stays_a_payment_refusal() {
+        assert!(matches!(
+            PaymentServiceError::from(CommandError::Rejected(PaymentError::Overdue)),
+            PaymentServiceError::Payment(PaymentError::Overdue)
+        ));
+        assert!(matches!(
+            PaymentServiceError::from(CommandError::<PaymentError>::Infra(InfraError::Conflict)),
+            PaymentServiceError::Infra(InfraError::Conflict)
+        ));
+        assert_eq!(
+            PaymentServiceError::Refused {
+                code: "REJECT_CARD_COMPANY".into(),
+                message: "거절".into()
+            }
+            .to_string(),
+            "Toss refused (REJECT_CARD_COMPANY): 거절"
+        );
+    }
+
+    #[test]
+    fn reconciliation_outcomes_have_stored_names() {
+        assert_eq!(Reconciled::Recorded.as_str(), "recorded");
+        assert_eq!(Reconciled::Unchanged.as_str(), "unchanged");
+        assert_eq!(Reconciled::Unknown.as_str(), "unknown");
+    }
+
+    #[tokio::test]
+    async fn without_toss_a_webhook_cannot_be_reconciled() {
+        // Never connects: reconciliation asks Toss before it reads the log.
+        let pool = PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap();
+        let service =
+            PaymentService::new(pool, CommitSignal::default(), None, Arc::new(SystemClock));
+        match service.reconcile("pk_1").await {
+            Err(PaymentServiceError::GatewayUnavailable(why)) => {
+                assert_eq!(why, "TOSS_SECRET_KEY is not configured")
+            }
+            other => panic!("expected the gateway to be unavailable, got {other:?}"),
+        }
+    }
+}

@@ -149,4 +149,40 @@ mod tests {
         assert_eq!(ImageFormat::sniff(b"%PDF-1.7"), None);
         assert_eq!(ImageFormat::sniff(b""), None);
     }
+
+    #[test]
+    fn each_format_has_its_extension() {
+        assert_eq!(ImageFormat::Jpeg.extension(), "jpg");
+        assert_eq!(ImageFormat::Png.extension(), "png");
+        assert_eq!(ImageFormat::Heic.extension(), "heic");
+        assert_eq!(ImageFormat::Webp.extension(), "webp");
+    }
+
+    #[tokio::test]
+    async fn a_local_store_keeps_reads_back_and_deletes_images() {
+        let dir = std::env::temp_dir().join(format!("carshare-images-{}", uuid::Uuid::new_v4()));
+        let store = ImageStore::local(&dir.join("nested")).unwrap();
+        let jpeg = Bytes::from_static(&[0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3]);
+        store.put("bookings/1/a.jpg", jpeg.clone()).await.unwrap();
+        assert!(dir.join("nested/bookings/1/a.jpg").is_file());
+        assert_eq!(store.get("bookings/1/a.jpg").await.unwrap(), jpeg);
+        store.delete("bookings/1/a.jpg").await;
+        assert!(store.get("bookings/1/a.jpg").await.is_err());
+        // Deleting what is not there is not an error.
+        store.delete("bookings/1/missing.jpg").await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_store_directory_that_cannot_be_created_is_an_error() {
+        let file = std::env::temp_dir().join(format!("carshare-file-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&file, b"not a directory").unwrap();
+        let result = ImageStore::local(&file.join("images"));
+        std::fs::remove_file(&file).unwrap();
+        let err = result.err().expect("a file cannot hold a directory");
+        assert!(
+            err.to_string().starts_with("object storage failed"),
+            "{err}"
+        );
+    }
 }

@@ -72,3 +72,33 @@ impl Actor {
         self.role == Role::Admin
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_round_trip_through_their_wire_names() {
+        for role in [Role::Guest, Role::Host, Role::Admin] {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+            assert_eq!(role.to_string(), role.as_str());
+            assert_eq!(serde_json::to_value(role).unwrap(), role.as_str());
+        }
+        assert_eq!(
+            "Admin".parse::<Role>(),
+            Err(UnknownRole("Admin".to_string()))
+        );
+        assert_eq!(
+            UnknownRole("root".into()).to_string(),
+            "unknown role `root`"
+        );
+    }
+
+    #[test]
+    fn only_the_admin_role_is_admin() {
+        let id = Uuid::from_u128(1);
+        assert!(Actor::new(id, Role::Admin).is_admin());
+        assert!(!Actor::new(id, Role::Host).is_admin());
+        assert!(!Actor::new(id, Role::Guest).is_admin());
+    }
+}

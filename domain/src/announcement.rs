@@ -266,4 +266,47 @@ mod tests {
             serde_json::from_value(serde_json::json!({"kind": "role", "role": "guest"})).unwrap();
         assert_eq!(back, Audience::Role { role: Role::Guest });
     }
+
+    #[test]
+    fn an_announcement_goes_out_once_with_bounded_data() {
+        let admin = Actor::new(Uuid::from_u128(1), Role::Admin);
+        let sent = Announcement::default().decide(send(admin)).unwrap();
+        assert_eq!(
+            cqrs_es::DomainEvent::event_type(&sent[0]),
+            "AnnouncementSent"
+        );
+        assert_eq!(cqrs_es::DomainEvent::event_version(&sent[0]), "1.0");
+        TestFramework::<Announcement>::with(())
+            .given(sent)
+            .when(send(admin))
+            .then_expect_error(AnnouncementError::AlreadySent);
+        let mut crowded = send(admin);
+        crowded.data = (0..=MAX_DATA_ENTRIES)
+            .map(|i| (format!("k{i}"), "v".to_string()))
+            .collect();
+        TestFramework::<Announcement>::with(())
+            .given_no_previous_events()
+            .when(crowded)
+            .then_expect_error(AnnouncementError::Invalid {
+                field: "data",
+                reason: format!("at most {MAX_DATA_ENTRIES} entries"),
+            });
+        let bad_entries = [
+            (" ".to_string(), "v".to_string()),
+            ("k".repeat(MAX_DATA_CHARS + 1), "v".to_string()),
+            ("k".to_string(), "v".repeat(MAX_DATA_CHARS + 1)),
+        ];
+        for (key, value) in bad_entries {
+            let mut bad = send(admin);
+            bad.data = BTreeMap::from([(key, value)]);
+            let result = Announcement::default().decide(bad);
+            assert!(
+                matches!(
+                    result,
+                    Err(AnnouncementError::Invalid { field: "data", .. })
+                ),
+                "{result:?}"
+            );
+        }
+    }
 }

@@ -118,4 +118,20 @@ mod tests {
     fn negative_totals_split_as_zero() {
         assert_eq!(FeeSplit::of(Won(-5)).total, Won::ZERO);
     }
+
+    #[test]
+    fn arithmetic_never_wraps() {
+        assert_eq!(Won(7).amount(), 7);
+        assert_eq!(Won(10_000).mul_div_floor(3, 2), Some(Won(15_000)));
+        assert_eq!(Won(10_000).mul_div_floor(1, 0), None);
+        assert_eq!(Won(i64::MAX).mul_div_floor(2, 1), None);
+        assert_eq!(Won(1).checked_add(Won(2)), Some(Won(3)));
+        assert_eq!(Won(i64::MAX).checked_add(Won(1)), None);
+        assert_eq!(Won(5).checked_sub(Won(7)), Some(Won(-2)));
+        assert_eq!(Won(i64::MIN).checked_sub(Won(1)), None);
+        assert_eq!(Won(i64::MAX) + Won(1), Won(i64::MAX));
+        assert_eq!(Won(i64::MIN) - Won(1), Won(i64::MIN));
+        assert_eq!(Won(54_000) - Won(4_000), Won(50_000));
+        assert_eq!(Won(54_000).to_string(), "₩54000");
+    }
 }

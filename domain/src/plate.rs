@@ -113,4 +113,11 @@ mod tests {
             assert!(LicensePlate::parse(plate).is_err(), "{plate}");
         }
     }
+
+    #[test]
+    fn a_plate_displays_normalised() {
+        let plate = LicensePlate::parse("12가 3456").unwrap();
+        assert_eq!(plate.to_string(), "12가3456");
+        assert_eq!(plate.to_string(), plate.as_str());
+    }
 }

@@ -350,4 +350,25 @@ mod tests {
             utc("2026-12-01T15:00:00Z")
         );
     }
+
+    #[test]
+    fn a_time_of_day_is_stored_as_text() {
+        let nine = MinuteOfDay::hm(9, 0).unwrap();
+        assert_eq!(serde_json::to_value(nine).unwrap(), "09:00");
+        assert_eq!(String::from(MinuteOfDay::END_OF_DAY), "24:00");
+        assert_eq!(
+            serde_json::from_value::<MinuteOfDay>(serde_json::json!("09:00")).unwrap(),
+            nine
+        );
+        assert!(serde_json::from_value::<MinuteOfDay>(serde_json::json!("9 o'clock")).is_err());
+    }
+
+    #[test]
+    fn an_upcoming_window_within_the_limit_is_accepted() {
+        let now = utc("2026-12-01T00:00:00Z");
+        // Started two minutes ago: within a five-minute grace.
+        let w = TimeWindow::new(utc("2026-11-30T23:58:00Z"), utc("2026-12-01T02:00:00Z")).unwrap();
+        assert_eq!(w.ensure_upcoming(now, Duration::minutes(5), 30), Ok(()));
+        assert_eq!(w.duration(), Duration::minutes(122));
+    }
 }

@@ -148,3 +148,71 @@ pub(crate) fn url(raw: &str) -> Result<String, AccountProblem> {
     }
     Ok(t.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_are_collected_field_by_field() {
+        let mut problems = Problems::default();
+        assert_eq!(
+            problems.check("name", text("  김민수 ", 50), |p| p),
+            Some("김민수".to_string())
+        );
+        assert_eq!(problems.check("homepage", url("ftp://x"), |p| p), None);
+        problems.push("reason", AccountProblem::ReasonRequired);
+        match problems.into_result() {
+            Err(AccountError::Invalid(fields)) => assert_eq!(
+                fields,
+                vec![
+                    ("homepage".to_string(), AccountProblem::Url),
+                    ("reason".to_string(), AccountProblem::ReasonRequired),
+                ]
+            ),
+            other => panic!("expected invalid fields, got {other:?}"),
+        }
+        assert!(Problems::default().into_result().is_ok());
+        assert!(matches!(
+            AccountError::invalid("phone", AccountProblem::Phone),
+            AccountError::Invalid(f) if f == vec![("phone".to_string(), AccountProblem::Phone)]
+        ));
+    }
+
+    #[test]
+    fn texts_are_trimmed_non_blank_and_bounded() {
+        assert_eq!(text("  ", 10), Err(AccountProblem::Text { max: 10 }));
+        assert_eq!(
+            text(&"가".repeat(11), 10),
+            Err(AccountProblem::Text { max: 10 })
+        );
+        assert_eq!(text(&"가".repeat(10), 10), Ok("가".repeat(10)));
+    }
+
+    #[test]
+    fn urls_are_http_or_https_without_spaces() {
+        assert_eq!(
+            url(" https://example.co.kr/about "),
+            Ok("https://example.co.kr/about".to_string())
+        );
+        assert_eq!(url("http://a"), Ok("http://a".to_string()));
+        for bad in [
+            "example.com",
+            "https://",
+            "https://exa mple.com",
+            "javascript:alert(1)",
+        ] {
+            assert_eq!(url(bad), Err(AccountProblem::Url), "{bad}");
+        }
+        let long = format!("https://example.com/{}", "a".repeat(1_000));
+        assert_eq!(url(&long), Err(AccountProblem::Url));
+    }
+
+    #[test]
+    fn a_database_failure_is_an_infrastructure_error() {
+        assert!(matches!(
+            AccountError::from(sqlx::Error::PoolClosed),
+            AccountError::Infra(InfraError::Unavailable(_))
+        ));
+    }
+}

@@ -492,3 +492,54 @@ fn requested_window(
             InfraError::Internal("a request decided no BookingRequested event".into()).into()
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vehicle_refusal_reads_in_the_bookings_terms() {
+        let mapped = |e: VehicleError| BookingServiceError::from(CommandError::Rejected(e));
+        for gone in [VehicleError::NotFound, VehicleError::Removed] {
+            assert!(matches!(mapped(gone), BookingServiceError::VehicleNotFound));
+        }
+        let cases = [
+            (VehicleError::OwnVehicle, BookingError::OwnVehicle),
+            (VehicleError::WindowTaken, BookingError::WindowTaken),
+            (
+                VehicleError::OutsideAvailability,
+                BookingError::OutsideAvailability,
+            ),
+            (VehicleError::NotBookable, BookingError::VehicleNotBookable),
+            (VehicleError::HasBookings, BookingError::VehicleNotBookable),
+        ];
+        for (vehicle, booking) in cases {
+            match mapped(vehicle) {
+                BookingServiceError::Booking(e) => assert_eq!(e, booking),
+                other => panic!("expected {booking:?}, got {other:?}"),
+            }
+        }
+        assert!(matches!(
+            BookingServiceError::from(CommandError::<VehicleError>::Infra(InfraError::Conflict)),
+            BookingServiceError::Infra(InfraError::Conflict)
+        ));
+    }
+
+    #[test]
+    fn a_booking_refusal_stays_a_booking_refusal() {
+        assert!(matches!(
+            BookingServiceError::from(CommandError::Rejected(BookingError::NotHost)),
+            BookingServiceError::Booking(BookingError::NotHost)
+        ));
+        let infra =
+            BookingServiceError::from(CommandError::<BookingError>::Infra(InfraError::Conflict));
+        assert!(matches!(
+            infra,
+            BookingServiceError::Infra(InfraError::Conflict)
+        ));
+        assert_eq!(
+            BookingServiceError::VehicleNotFound.to_string(),
+            "vehicle not found"
+        );
+    }
+}

@@ -54,3 +54,59 @@ pub trait UpdatePublisher: Send + Sync {
     /// Sends `update` on its way; delivery is best effort (at most once).
     fn publish(&self, update: BookingUpdate);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use carshare_domain::booking::BookingPolicy;
+    use carshare_domain::Won;
+    use cqrs_es::Aggregate;
+
+    #[test]
+    fn an_update_tells_both_sides_the_new_status() {
+        let at: DateTime<Utc> = "2026-12-01T01:00:00Z".parse().unwrap();
+        let approved = BookingEvent::BookingApproved {
+            host_response: None,
+            at,
+        };
+        // Nothing to tell about a booking that does not exist.
+        assert_eq!(
+            BookingUpdate::of(&Booking::default(), &approved, None),
+            None
+        );
+        let mut booking = Booking::default();
+        booking.apply(BookingEvent::BookingRequested {
+            booking_id: Uuid::from_u128(100),
+            vehicle_id: Uuid::from_u128(200),
+            guest_id: Uuid::from_u128(1),
+            host_id: Uuid::from_u128(2),
+            start: "2026-12-03T01:00:00Z".parse().unwrap(),
+            end: "2026-12-03T05:00:00Z".parse().unwrap(),
+            hourly_rate: Won(10_000),
+            total_amount: Won(40_000),
+            platform_fee: Won(6_000),
+            host_share: Won(34_000),
+            guest_message: None,
+            respond_by: at + BookingPolicy::default().response_time,
+            at: "2026-12-01T00:00:00Z".parse().unwrap(),
+        });
+        booking.apply(approved.clone());
+        let update = BookingUpdate::of(&booking, &approved, Some("9:17".into())).unwrap();
+        assert_eq!(
+            update,
+            BookingUpdate {
+                kind: "booking.updated".into(),
+                booking_id: Uuid::from_u128(100),
+                vehicle_id: Uuid::from_u128(200),
+                guest_id: Uuid::from_u128(1),
+                host_id: Uuid::from_u128(2),
+                status: "approved".into(),
+                event: "BookingApproved".into(),
+                at,
+                position: Some("9:17".into()),
+            }
+        );
+        let wire = serde_json::to_value(&update).unwrap();
+        assert_eq!(wire["type"], "booking.updated");
+    }
+}

@@ -554,4 +554,83 @@ mod tests {
         .unwrap();
         assert!(!format!("{key:?}").contains("PRIVATE"), "never printed");
     }
+
+    #[tokio::test]
+    async fn a_token_endpoint_refusing_our_key_is_not_retried() {
+        let server = MockServer::start().await;
+        Mock::given(path("/token"))
+            .respond_with(ResponseTemplate::new(400).set_body_json(
+                serde_json::json!({"error": "invalid_grant", "error_description": "Invalid JWT"}),
+            ))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1/projects/p/messages:send"))
+            .respond_with(ResponseTemplate::new(200))
+            .expect(0)
+            .mount(&server)
+            .await;
+        assert_eq!(
+            client(&server).await.send(&message()).await,
+            Err(PushError::Unavailable(
+                "service refused our credentials (400)".into()
+            ))
+        );
+        server.verify().await;
+    }
+
+    #[tokio::test]
+    async fn a_token_endpoint_outage_is_retried() {
+        let server = MockServer::start().await;
+        Mock::given(path("/token"))
+            .respond_with(ResponseTemplate::new(503))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        // A token answer without `expires_in` lives for the default hour.
+        Mock::given(path("/token"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(serde_json::json!({"access_token": "t"})),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1/projects/p/messages:send"))
+            .and(header("authorization", "Bearer t"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"name": "projects/p/messages/1"})),
+            )
+            .expect(2)
+            .mount(&server)
+            .await;
+        let fcm = client(&server).await;
+        fcm.send(&message()).await.unwrap();
+        // The token is cached: the second send asks for none.
+        fcm.send(&message()).await.unwrap();
+        server.verify().await;
+        assert_eq!(default_expiry(), 3600);
+    }
+
+    #[tokio::test]
+    async fn a_token_unknown_to_fcm_is_unregistered() {
+        let server = MockServer::start().await;
+        Mock::given(path("/token"))
+            .respond_with(token("t"))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1/projects/p/messages:send"))
+            .respond_with(ResponseTemplate::new(404).set_body_json(serde_json::json!({"error": {
+                "code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND"}})))
+            .mount(&server)
+            .await;
+        assert_eq!(
+            client(&server).await.send(&message()).await,
+            Err(PushError::Unregistered)
+        );
+    }
 }

@@ -309,4 +309,52 @@ mod tests {
         assert!(geocoder.geocode("서울").await.unwrap().is_some());
         assert!(geocoder.geocode("서울").await.unwrap().is_some());
     }
+
+    #[tokio::test]
+    async fn a_refused_query_is_no_match_and_is_not_retried() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+                "errorType": "InvalidArgument", "message": "query is too long"
+            })))
+            .mount(&server)
+            .await;
+        let geocoder = KakaoGeocoder::new(settings(&server)).unwrap();
+        assert_eq!(geocoder.geocode("?".repeat(500).as_str()).await, Ok(None));
+        assert_eq!(
+            geocoder.attempt("?").await,
+            Err(CallError::Refused {
+                status: 400,
+                code: Some("InvalidArgument".into()),
+                message: "query is too long".into(),
+            })
+        );
+        assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn coordinates_that_are_not_numbers_are_unreadable() {
+        let server = MockServer::start().await;
+        let mut body = found();
+        body["documents"][0]["x"] = json!("동경 127도");
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .mount(&server)
+            .await;
+        let geocoder = KakaoGeocoder::new(settings(&server)).unwrap();
+        match geocoder.attempt("서울").await {
+            Err(CallError::Decode(why)) => assert!(why.contains("동경 127도"), "{why}"),
+            other => panic!("expected unreadable coordinates, got {other:?}"),
+        }
+        // An unreadable answer is not retried, and the caller hears "unavailable".
+        assert!(matches!(
+            geocoder.geocode("서울").await,
+            Err(GeocodeError::Unavailable(_))
+        ));
+        assert_eq!(server.received_requests().await.unwrap().len(), 2);
+        assert_eq!(
+            KakaoSettings::new("https://dapi.kakao.com", SecretString::from("k")).timeout,
+            Duration::from_secs(10)
+        );
+    }
 }

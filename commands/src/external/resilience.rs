@@ -400,4 +400,114 @@ mod tests {
         }
         assert!(!breaker.is_open());
     }
+
+    #[tokio::test]
+    async fn while_a_trial_call_runs_other_calls_are_refused() {
+        let breaker = CircuitBreaker::new(
+            "test-trial",
+            BreakerSettings {
+                failure_threshold: 1,
+                open_for: Duration::from_millis(20),
+            },
+        );
+        let _: Result<(), _> = breaker.call(async { Err(CallError::Timeout) }).await;
+        assert!(breaker.is_open());
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let trial = breaker.call(async {
+            let _ = released.await;
+            Err::<(), _>(CallError::Refused {
+                status: 404,
+                code: None,
+                message: "no such payment".into(),
+            })
+        });
+        let other = async {
+            // Runs while the trial waits: refused without being attempted.
+            let refused: Result<(), _> = breaker.call(async { Ok(()) }).await;
+            let _ = release.send(());
+            refused
+        };
+        let (trial, refused) = tokio::join!(trial, other);
+        assert_eq!(refused, Err(CallError::CircuitOpen));
+        assert!(matches!(trial, Err(CallError::Refused { status: 404, .. })));
+        // A sensible refusal shows the service is healthy: the circuit closes.
+        assert!(!breaker.is_open());
+        assert_eq!(
+            metrics::CIRCUIT_STATE
+                .with_label_values(&["test-trial"])
+                .get(),
+            0
+        );
+        let ok: Result<u8, _> = breaker.call(async { Ok(3) }).await;
+        assert_eq!(ok, Ok(3));
+    }
+
+    #[tokio::test]
+    async fn every_attempt_is_counted_by_outcome() {
+        let no_retry = RetryPolicy {
+            max_retries: 0,
+            ..fast()
+        };
+        for err in [
+            CallError::Network("reset".into()),
+            CallError::Decode("not json".into()),
+            CallError::CircuitOpen,
+            CallError::Unauthorized { status: 401 },
+        ] {
+            let label = outcome(&err);
+            let before = metrics::EXTERNAL_CALLS
+                .with_label_values(&["test-outcomes", label])
+                .get();
+            let failed = err.clone();
+            let result: Result<(), _> = no_retry
+                .run("test-outcomes", |_| {
+                    let failed = failed.clone();
+                    async move { Err(failed) }
+                })
+                .await;
+            assert_eq!(result, Err(err));
+            assert_eq!(
+                metrics::EXTERNAL_CALLS
+                    .with_label_values(&["test-outcomes", label])
+                    .get(),
+                before + 1,
+                "{label}"
+            );
+        }
+        assert_eq!(outcome(&CallError::Network(String::new())), "network");
+        assert_eq!(outcome(&CallError::Decode(String::new())), "decode");
+        assert_eq!(outcome(&CallError::CircuitOpen), "circuit_open");
+    }
+
+    #[tokio::test]
+    async fn transport_errors_are_classified() {
+        let client = reqwest::Client::new();
+        // Nothing listens on port 1.
+        let refused = client
+            .get("http://127.0.0.1:1/")
+            .send()
+            .await
+            .expect_err("nothing listens there");
+        let err = CallError::from_reqwest(&refused);
+        assert!(matches!(err, CallError::Network(_)), "{err:?}");
+        assert!(err.is_retryable() && err.counts_against_service());
+
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::any())
+            .respond_with(wiremock::ResponseTemplate::new(200).set_body_string("not json"))
+            .mount(&server)
+            .await;
+        let unreadable = client
+            .get(server.uri())
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .expect_err("not json");
+        let err = CallError::from_reqwest(&unreadable);
+        assert!(matches!(err, CallError::Decode(_)), "{err:?}");
+        assert!(!err.is_retryable());
+    }
 }

@@ -416,4 +416,56 @@ mod tests {
             Err(GatewayError::Unavailable(_))
         ));
     }
+
+    #[tokio::test]
+    async fn a_payment_lookup_retries_outages_but_not_a_refused_key() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/v1/payments/pk_down"))
+            .respond_with(ResponseTemplate::new(503))
+            .expect(4)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/v1/payments/pk_key"))
+            .respond_with(ResponseTemplate::new(401).set_body_json(
+                json!({"code": "UNAUTHORIZED_KEY", "message": "인증되지 않은 시크릿 키"}),
+            ))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let toss = client(&server);
+        assert_eq!(
+            toss.payment("pk_down").await.err(),
+            Some(GatewayError::Unavailable("service answered 503".into()))
+        );
+        assert_eq!(
+            toss.payment("pk_key").await.err(),
+            Some(GatewayError::Unavailable(
+                "service refused our credentials (401)".into()
+            ))
+        );
+        server.verify().await;
+    }
+
+    #[tokio::test]
+    async fn a_refusal_without_a_code_is_reported_as_unknown() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/payments/confirm"))
+            .respond_with(ResponseTemplate::new(400).set_body_string("<html>Bad Request</html>"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        assert_eq!(
+            client(&server)
+                .confirm("pk_1", "bk-1", 54_000, "idem-1")
+                .await
+                .err(),
+            Some(GatewayError::Refused {
+                code: "UNKNOWN".into(),
+                message: String::new(),
+            })
+        );
+    }
 }

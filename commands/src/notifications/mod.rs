@@ -175,4 +175,14 @@ mod tests {
         assert!(!valid_device_token("토큰"));
         assert!(!valid_device_token(&"a".repeat(4_097)));
     }
+
+    #[test]
+    fn platform_names_are_the_stored_ones() {
+        for platform in [Platform::Android, Platform::Ios, Platform::Web] {
+            assert_eq!(
+                serde_json::to_value(platform).unwrap(),
+                serde_json::Value::from(platform.as_str())
+            );
+        }
+    }
 }

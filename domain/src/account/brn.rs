@@ -103,4 +103,10 @@ mod tests {
             assert_eq!(valid.len(), 1, "{prefix}");
         }
     }
+
+    #[test]
+    fn a_number_displays_with_dashes() {
+        let brn = BusinessRegistrationNumber::parse("2208162517").unwrap();
+        assert_eq!(brn.to_string(), "220-81-62517");
+    }
 }

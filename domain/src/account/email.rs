@@ -117,4 +117,11 @@ mod tests {
             "ki***@example.com"
         );
     }
+
+    #[test]
+    fn an_address_displays_normalised() {
+        let email = Email::parse(" Kim@Example.com ").unwrap();
+        assert_eq!(email.to_string(), "kim@example.com");
+        assert_eq!(email.masked(), "ki***@example.com");
+    }
 }

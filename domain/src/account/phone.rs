@@ -121,4 +121,11 @@ mod tests {
             "010-****-5678"
         );
     }
+
+    #[test]
+    fn a_number_displays_normalised() {
+        let phone = MobilePhone::parse("01012345678").unwrap();
+        assert_eq!(phone.to_string(), "010-1234-5678");
+        assert_eq!(phone.masked(), "010-****-5678");
+    }
 }

@@ -3,7 +3,7 @@
 use super::*;
 use crate::booking::review::CategoryRatings;
 use crate::booking::rules::{BookingPolicy, RefundRule};
-use crate::booking::VehicleTerms;
+use crate::booking::{VehicleTerms, BOOKING_EVENT_VERSION};
 use cqrs_es::test::TestFramework;
 
 type BookingTest = TestFramework<Booking>;
@@ -913,4 +913,272 @@ fn a_review_marks_its_side_without_touching_the_booking() {
     assert!(after.guest_reviewed && !after.host_reviewed);
     assert_eq!(after.updated_at, before.updated_at);
     assert_eq!(after.status, BookingStatus::Completed);
+}
+
+#[test]
+fn a_price_that_overflows_is_refused_as_too_long() {
+    let mut absurd = new_booking();
+    absurd.vehicle.hourly_rate = Won(i64::MAX);
+    BookingTest::with(())
+        .given_no_previous_events()
+        .when(cmd(
+            Some(guest()),
+            booked_at(),
+            BookingAction::Request(absurd),
+        ))
+        .then_expect_error(BookingError::invalid(
+            "end_datetime",
+            BookingProblem::TooLong { max_days: MAX_DAYS },
+        ));
+}
+
+#[test]
+fn blank_notes_are_dropped_and_long_answers_refused() {
+    let mut blank = new_booking();
+    blank.guest_message = Some("   ".into());
+    let events = Booking::default()
+        .decide(cmd(
+            Some(guest()),
+            booked_at(),
+            BookingAction::Request(blank),
+        ))
+        .unwrap();
+    let BookingEvent::BookingRequested { guest_message, .. } = &events[0] else {
+        panic!("expected a request, got {events:?}");
+    };
+    assert_eq!(guest_message, &None);
+    BookingTest::with(())
+        .given(vec![requested()])
+        .when(cmd(
+            Some(host()),
+            t("2026-12-01T01:00:00Z"),
+            BookingAction::Reject {
+                host_response: Some("가".repeat(1_001)),
+            },
+        ))
+        .then_expect_error(BookingError::invalid(
+            "host_response",
+            BookingProblem::TextTooLong { max: 1_000 },
+        ));
+}
+
+#[test]
+fn commands_on_a_booking_never_requested_are_not_found() {
+    for action in [
+        BookingAction::Approve {
+            host_response: None,
+        },
+        BookingAction::Cancel { reason: None },
+        BookingAction::Expire,
+        BookingAction::Complete,
+    ] {
+        BookingTest::with(())
+            .given_no_previous_events()
+            .when(cmd(Some(host()), booked_at(), action))
+            .then_expect_error(BookingError::NotFound);
+    }
+    BookingTest::with(())
+        .given_no_previous_events()
+        .when(cmd(
+            None,
+            booked_at(),
+            BookingAction::Request(new_booking()),
+        ))
+        .then_expect_error(BookingError::GuestRoleRequired);
+}
+
+#[test]
+fn events_without_a_request_leave_the_booking_empty() {
+    let mut booking = Booking::default();
+    booking.apply(approved());
+    booking.apply(started());
+    assert_eq!(booking, Booking::default());
+}
+
+#[test]
+fn only_an_approved_booking_is_cancelled_for_non_payment() {
+    let started_trip = vec![requested(), approved(), started()];
+    BookingTest::with(())
+        .given(started_trip)
+        .when(cmd(
+            None,
+            t("2026-12-03T01:00:00Z"),
+            BookingAction::CancelUnpaid,
+        ))
+        .then_expect_error(BookingError::InvalidTransition {
+            status: BookingStatus::Active,
+            action: "cancel",
+        });
+}
+
+#[test]
+fn the_host_reviews_the_guest_and_it_is_recorded_on_the_host_side() {
+    let at = t("2026-12-04T00:00:00Z");
+    BookingTest::with(())
+        .given(vec![requested(), approved(), started(), completed()])
+        .when(cmd(Some(host()), at, BookingAction::Review(review(4))))
+        .then_expect_events(vec![BookingEvent::ReviewSubmitted {
+            review_id: Uuid::from_u128(900),
+            reviewer_id: host().user_id,
+            reviewer_role: ReviewerRole::Host,
+            reviewee_id: guest().user_id,
+            vehicle_id: Uuid::from_u128(200),
+            rating: 4,
+            category_ratings: review(4).category_ratings,
+            comment: Some("깨끗하고 친절했어요".into()),
+            is_recommended: true,
+            at,
+        }]);
+    let mut booking = Booking::default();
+    for e in [requested(), approved(), started(), completed()] {
+        booking.apply(e);
+    }
+    booking.apply(BookingEvent::ReviewSubmitted {
+        review_id: Uuid::from_u128(901),
+        reviewer_id: host().user_id,
+        reviewer_role: ReviewerRole::Host,
+        reviewee_id: guest().user_id,
+        vehicle_id: Uuid::from_u128(200),
+        rating: 4,
+        category_ratings: CategoryRatings::default(),
+        comment: None,
+        is_recommended: false,
+        at,
+    });
+    let state = booking.state.clone().unwrap();
+    assert!(state.host_reviewed && !state.guest_reviewed);
+    assert_eq!(
+        booking.decide(cmd(
+            Some(host()),
+            t("2026-12-04T01:00:00Z"),
+            BookingAction::Review(review(5))
+        )),
+        Err(BookingError::AlreadyReviewed)
+    );
+}
+
+#[test]
+fn command_and_event_names_are_the_stored_ones() {
+    let actions = [
+        (BookingAction::Request(new_booking()), "RequestBooking"),
+        (
+            BookingAction::Approve {
+                host_response: None,
+            },
+            "ApproveBooking",
+        ),
+        (
+            BookingAction::Reject {
+                host_response: None,
+            },
+            "RejectBooking",
+        ),
+        (BookingAction::Cancel { reason: None }, "CancelBooking"),
+        (BookingAction::Expire, "ExpireBooking"),
+        (BookingAction::CancelUnpaid, "CancelUnpaidBooking"),
+        (BookingAction::Start { paid: true }, "StartBooking"),
+        (BookingAction::Complete, "CompleteBooking"),
+        (
+            BookingAction::AddPhotos {
+                kind: PhotoKind::Pickup,
+                keys: vec![],
+            },
+            "AddBookingPhotos",
+        ),
+        (BookingAction::Review(review(5)), "SubmitReview"),
+    ];
+    for (action, name) in actions {
+        assert_eq!(action.name(), name);
+    }
+
+    let at = t("2026-12-02T00:00:00Z");
+    let events = [
+        (requested(), "BookingRequested", false),
+        (approved(), "BookingApproved", false),
+        (
+            BookingEvent::BookingRejected {
+                host_response: None,
+                at,
+            },
+            "BookingRejected",
+            true,
+        ),
+        (
+            BookingEvent::BookingCancelled {
+                by: CancelledBy::Guest,
+                reason: None,
+                refund_rule: RefundRule::AtLeast24HoursBefore,
+                refund_amount: Won(54_000),
+                at,
+            },
+            "BookingCancelled",
+            true,
+        ),
+        (
+            BookingEvent::BookingExpired {
+                reason: ExpiryReason::HostDidNotRespond,
+                at,
+            },
+            "BookingExpired",
+            true,
+        ),
+        (started(), "BookingStarted", false),
+        (completed(), "BookingCompleted", true),
+        (
+            BookingEvent::BookingPhotosAdded {
+                kind: PhotoKind::Return,
+                keys: vec!["k".into()],
+                by: guest().user_id,
+                at,
+            },
+            "BookingPhotosAdded",
+            false,
+        ),
+        (reviewed_by_guest(), "ReviewSubmitted", false),
+    ];
+    for (event, name, releases) in events {
+        assert_eq!(event.name(), name);
+        assert_eq!(cqrs_es::DomainEvent::event_type(&event), name);
+        assert_eq!(
+            cqrs_es::DomainEvent::event_version(&event),
+            BOOKING_EVENT_VERSION
+        );
+        assert_eq!(event.releases_vehicle(), releases, "{name}");
+        // The name is the serde tag: what the event log stores.
+        let stored = serde_json::to_value(&event).unwrap();
+        assert!(stored.get(name).is_some(), "{stored}");
+    }
+    assert_eq!(started().at(), t("2026-12-03T00:40:00Z"));
+    assert_eq!(requested().at(), booked_at());
+}
+
+#[test]
+fn wire_names_match_the_serialised_form() {
+    fn serialised<T: serde::Serialize>(value: T) -> String {
+        serde_json::to_value(value)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+    for by in [
+        CancelledBy::Guest,
+        CancelledBy::Host,
+        CancelledBy::Admin,
+        CancelledBy::Platform,
+    ] {
+        assert_eq!(by.as_str(), serialised(by));
+    }
+    for reason in [ExpiryReason::HostDidNotRespond, ExpiryReason::StartReached] {
+        assert_eq!(reason.as_str(), serialised(reason));
+    }
+    for role in [ReviewerRole::Guest, ReviewerRole::Host] {
+        assert_eq!(role.as_str(), serialised(role));
+    }
+    for status in BookingStatus::ALL {
+        assert_eq!(status.to_string(), status.as_str());
+        assert_eq!(status.as_str(), serialised(status));
+    }
+    assert_eq!(PhotoKind::Pickup.as_str(), "pickup");
+    assert_eq!(PhotoKind::Return.as_str(), "return");
 }

@@ -203,4 +203,29 @@ mod tests {
             Err(SettlementError::Empty)
         );
     }
+
+    #[test]
+    fn a_settlement_is_issued_once() {
+        use cqrs_es::test::TestFramework;
+        use cqrs_es::DomainEvent;
+        let at: DateTime<Utc> = "2026-12-10T00:00:00Z".parse().unwrap();
+        let issue = IssueSettlement {
+            settlement_id: Uuid::from_u128(1),
+            host_id: Uuid::from_u128(2),
+            cutoff: at,
+            lines: vec![line(10, 54_000, 0)],
+            at,
+        };
+        let issued = Settlement::default().decide(issue.clone()).unwrap();
+        assert_eq!(issued[0].event_type(), "SettlementIssued");
+        assert_eq!(issued[0].event_version(), "1.0");
+        TestFramework::<Settlement>::with(())
+            .given_no_previous_events()
+            .when(issue.clone())
+            .then_expect_events(issued.clone());
+        TestFramework::<Settlement>::with(())
+            .given(issued)
+            .when(issue)
+            .then_expect_error(SettlementError::AlreadyIssued);
+    }
 }

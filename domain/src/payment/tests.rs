@@ -359,3 +359,248 @@ fn a_settlement_splits_what_was_kept_once() {
         .when(cmd(None, "2026-12-06T00:00:00Z", settle))
         .then_expect_events(vec![]);
 }
+
+fn confirmed() -> PaymentEvent {
+    PaymentEvent::PaymentConfirmed {
+        payment_key: "pk_1".into(),
+        amount: Won(54_000),
+        method: None,
+        approved_at: None,
+        toss_status: "DONE".into(),
+        at: t("2026-12-01T01:30:00Z"),
+    }
+}
+
+fn refund_requested(amount: i64) -> PaymentEvent {
+    PaymentEvent::RefundRequested {
+        amount: Won(amount),
+        reason: "BookingCancelled".into(),
+        at: t("2026-12-02T00:00:00Z"),
+    }
+}
+
+#[test]
+fn a_refused_refund_is_recorded_and_frees_the_pending_amount() {
+    let fail = PaymentAction::FailRefund {
+        code: "NOT_CANCELABLE_AMOUNT".into(),
+        message: "취소할 수 없는 금액입니다.".into(),
+    };
+    let failed = PaymentEvent::RefundFailed {
+        code: "NOT_CANCELABLE_AMOUNT".into(),
+        message: "취소할 수 없는 금액입니다.".into(),
+        at: t("2026-12-02T00:00:05Z"),
+    };
+    PaymentTest::with(())
+        .given(vec![due(), confirmed(), refund_requested(27_000)])
+        .when(cmd(None, "2026-12-02T00:00:05Z", fail.clone()))
+        .then_expect_events(vec![failed.clone()]);
+    let mut payment = Payment::default();
+    for e in [due(), confirmed(), refund_requested(27_000), failed] {
+        payment.apply(e);
+    }
+    let state = payment.state.as_ref().unwrap();
+    assert_eq!(state.pending_refund, None);
+    assert_eq!(
+        state.last_failure,
+        Some((
+            "NOT_CANCELABLE_AMOUNT".to_string(),
+            "취소할 수 없는 금액입니다.".to_string()
+        ))
+    );
+    // Nothing was refunded: everything paid is still kept.
+    assert_eq!(state.kept(), Won(54_000));
+    assert_eq!(
+        payment.decide(cmd(None, "2026-12-02T00:01:00Z", fail.clone())),
+        Err(PaymentError::NoPendingRefund)
+    );
+    PaymentTest::with(())
+        .given_no_previous_events()
+        .when(cmd(None, "2026-12-02T00:01:00Z", fail))
+        .then_expect_error(PaymentError::NotFound);
+}
+
+#[test]
+fn a_refund_completes_only_for_the_amount_pending() {
+    PaymentTest::with(())
+        .given(vec![due(), confirmed(), refund_requested(27_000)])
+        .when(cmd(
+            None,
+            "2026-12-02T00:00:05Z",
+            PaymentAction::CompleteRefund {
+                amount: Won(30_000),
+                transaction_key: None,
+            },
+        ))
+        .then_expect_error(PaymentError::RefundTooLarge);
+    // A second refund may not exceed what is left once the pending one is counted.
+    PaymentTest::with(())
+        .given(vec![due(), confirmed(), refund_requested(27_000)])
+        .when(cmd(
+            None,
+            "2026-12-02T00:00:10Z",
+            PaymentAction::Close {
+                refund: Won(27_001),
+                reason: "BookingCancelled".into(),
+            },
+        ))
+        .then_expect_error(PaymentError::RefundTooLarge);
+}
+
+#[test]
+fn closing_is_the_platforms_and_changes_nothing_unpaid_twice() {
+    let close = PaymentAction::Close {
+        refund: Won(54_000),
+        reason: "BookingRejected".into(),
+    };
+    PaymentTest::with(())
+        .given(vec![due()])
+        .when(cmd(Some(guest()), "2026-12-01T02:00:00Z", close.clone()))
+        .then_expect_error(PaymentError::SystemOnly);
+    // Never approved: nothing was ever due.
+    PaymentTest::with(())
+        .given_no_previous_events()
+        .when(cmd(None, "2026-12-01T02:00:00Z", close.clone()))
+        .then_expect_events(vec![]);
+    PaymentTest::with(())
+        .given(vec![
+            due(),
+            PaymentEvent::PaymentVoided {
+                reason: "BookingCancelled".into(),
+                at: t("2026-12-01T02:00:00Z"),
+            },
+        ])
+        .when(cmd(None, "2026-12-01T02:10:00Z", close))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn settling_is_the_platforms_and_waits_for_refunds_in_flight() {
+    let settle = PaymentAction::Settle {
+        settlement_id: Uuid::from_u128(7),
+    };
+    PaymentTest::with(())
+        .given(vec![due(), confirmed()])
+        .when(cmd(Some(guest()), "2026-12-05T00:00:00Z", settle.clone()))
+        .then_expect_error(PaymentError::SystemOnly);
+    PaymentTest::with(())
+        .given(vec![due(), confirmed(), refund_requested(10_000)])
+        .when(cmd(None, "2026-12-05T00:00:00Z", settle.clone()))
+        .then_expect_events(vec![]);
+    PaymentTest::with(())
+        .given_no_previous_events()
+        .when(cmd(None, "2026-12-05T00:00:00Z", settle))
+        .then_expect_error(PaymentError::NotFound);
+    let mut settled = Payment::default();
+    for e in [
+        due(),
+        confirmed(),
+        PaymentEvent::PaymentSettled {
+            settlement_id: Uuid::from_u128(7),
+            kept: Won(54_000),
+            platform_fee: Won(8_100),
+            host_share: Won(45_900),
+            at: t("2026-12-05T00:00:00Z"),
+        },
+    ] {
+        settled.apply(e);
+    }
+    assert_eq!(
+        settled.state.unwrap().settlement_id,
+        Some(Uuid::from_u128(7))
+    );
+}
+
+#[test]
+fn a_failure_after_payment_is_refused_and_an_unpaid_payment_keeps_nothing() {
+    PaymentTest::with(())
+        .given(vec![due(), confirmed()])
+        .when(cmd(
+            Some(guest()),
+            "2026-12-01T01:40:00Z",
+            PaymentAction::RecordFailure {
+                payment_key: "pk_2".into(),
+                code: "REJECT_CARD_COMPANY".into(),
+                message: "카드사에서 거절했습니다.".into(),
+            },
+        ))
+        .then_expect_error(PaymentError::AlreadyPaid);
+    let mut pending = Payment::default();
+    pending.apply(due());
+    assert_eq!(pending.state.unwrap().kept(), Won::ZERO);
+}
+
+#[test]
+fn event_and_status_names_are_the_stored_ones() {
+    let at = t("2026-12-02T00:00:00Z");
+    let events = [
+        (due(), "PaymentDue", t("2026-12-01T01:00:00Z")),
+        (confirmed(), "PaymentConfirmed", t("2026-12-01T01:30:00Z")),
+        (
+            PaymentEvent::PaymentFailed {
+                payment_key: "pk".into(),
+                code: "c".into(),
+                message: "m".into(),
+                at,
+            },
+            "PaymentFailed",
+            at,
+        ),
+        (
+            PaymentEvent::PaymentVoided {
+                reason: "r".into(),
+                at,
+            },
+            "PaymentVoided",
+            at,
+        ),
+        (refund_requested(1), "RefundRequested", at),
+        (
+            PaymentEvent::PaymentRefunded {
+                amount: Won(1),
+                transaction_key: None,
+                at,
+            },
+            "PaymentRefunded",
+            at,
+        ),
+        (
+            PaymentEvent::RefundFailed {
+                code: "c".into(),
+                message: "m".into(),
+                at,
+            },
+            "RefundFailed",
+            at,
+        ),
+        (
+            PaymentEvent::PaymentSettled {
+                settlement_id: Uuid::from_u128(7),
+                kept: Won(1),
+                platform_fee: Won(0),
+                host_share: Won(1),
+                at,
+            },
+            "PaymentSettled",
+            at,
+        ),
+    ];
+    for (event, name, when) in events {
+        assert_eq!(event.name(), name);
+        assert_eq!(event.event_type(), name);
+        assert_eq!(event.event_version(), PAYMENT_EVENT_VERSION);
+        assert_eq!(event.at(), when, "{name}");
+        let stored = serde_json::to_value(&event).unwrap();
+        assert!(stored.get(name).is_some(), "{stored}");
+    }
+    for status in [
+        PaymentStatus::Pending,
+        PaymentStatus::Completed,
+        PaymentStatus::Failed,
+        PaymentStatus::Voided,
+    ] {
+        assert_eq!(
+            serde_json::to_value(status).unwrap(),
+            serde_json::Value::from(status.as_str())
+        );
+    }
+}

@@ -919,4 +919,310 @@ mod tests {
         assert_eq!(state.status, VehicleStatus::Inactive);
         assert!(state.removed);
     }
+
+    fn hold(booking: u128, start: &str, end: &str) -> VehicleEvent {
+        VehicleEvent::WindowReserved {
+            booking_id: Uuid::from_u128(booking),
+            guest_id: Uuid::from_u128(5),
+            start: start.parse().unwrap(),
+            end: end.parse().unwrap(),
+            at: now(),
+        }
+    }
+
+    #[test]
+    fn every_detail_of_an_update_is_applied_and_named() {
+        let patch = VehiclePatch {
+            license_plate: Some("34나 5678".into()),
+            year: Some(2025),
+            fuel_type: Some(Some(super::super::FuelType::Hybrid)),
+            transmission: Some(None),
+            description: Some(Some("  새 설명  ".into())),
+            ..VehiclePatch::default()
+        };
+        let events = VehicleTest::with(())
+            .given(vec![registered()])
+            .when(cmd(host(), VehicleAction::Update(patch)))
+            .inspect_result()
+            .unwrap();
+        let [VehicleEvent::VehicleDetailsUpdated {
+            details, changed, ..
+        }] = events.as_slice()
+        else {
+            panic!("expected one details update, got {events:?}");
+        };
+        assert_eq!(details.license_plate.as_str(), "34나5678");
+        assert_eq!(details.year, 2025);
+        assert_eq!(details.fuel_type, Some(super::super::FuelType::Hybrid));
+        assert_eq!(details.transmission, None);
+        assert_eq!(details.description.as_deref(), Some("새 설명"));
+        assert_eq!(
+            changed,
+            &[
+                "license_plate",
+                "year",
+                "fuel_type",
+                "transmission",
+                "description"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_location_and_image_list_replace_the_old_ones() {
+        let busan = Location {
+            address: "  부산광역시 동구 중앙대로 206 ".into(),
+            lat: 35.1151,
+            lng: 129.0415,
+        };
+        let patch = VehiclePatch {
+            location: Some(busan.clone()),
+            images: Some(vec!["vehicles/42/new.jpg".into()]),
+            ..VehiclePatch::default()
+        };
+        let relocated = VehicleEvent::VehicleRelocated {
+            location: Location {
+                address: "부산광역시 동구 중앙대로 206".into(),
+                ..busan
+            },
+            at: now(),
+        };
+        let replaced = VehicleEvent::VehicleImagesReplaced {
+            images: vec!["vehicles/42/new.jpg".into()],
+            at: now(),
+        };
+        VehicleTest::with(())
+            .given(vec![registered()])
+            .when(cmd(host(), VehicleAction::Update(patch)))
+            .then_expect_events(vec![relocated.clone(), replaced.clone()]);
+        let mut vehicle = Vehicle::default();
+        for e in [registered(), relocated, replaced] {
+            vehicle.apply(e);
+        }
+        let state = vehicle.state.unwrap();
+        assert_eq!(state.location.address, "부산광역시 동구 중앙대로 206");
+        assert_eq!(state.location.point().lat, 35.1151);
+        assert_eq!(state.images, vec!["vehicles/42/new.jpg".to_string()]);
+    }
+
+    #[test]
+    fn overlong_text_and_image_lists_are_refused() {
+        let long_make = VehiclePatch {
+            make: Some("G".repeat(MAX_NAME_CHARS + 1)),
+            ..VehiclePatch::default()
+        };
+        match VehicleTest::with(())
+            .given(vec![registered()])
+            .when(cmd(host(), VehicleAction::Update(long_make)))
+            .inspect_result()
+        {
+            Err(VehicleError::Invalid { field, problem }) => {
+                assert_eq!(field, "make");
+                assert!(matches!(problem, Problem::TooLong { .. }), "{problem:?}");
+            }
+            other => panic!("expected an invalid make, got {other:?}"),
+        }
+        let too_many: Vec<String> = (0..=MAX_IMAGES).map(|i| format!("v/{i}.jpg")).collect();
+        VehicleTest::with(())
+            .given(vec![registered()])
+            .when(cmd(
+                host(),
+                VehicleAction::Update(VehiclePatch {
+                    images: Some(too_many),
+                    ..VehiclePatch::default()
+                }),
+            ))
+            .then_expect_error(VehicleError::invalid(
+                "images",
+                Problem::TooMany { max: MAX_IMAGES },
+            ));
+        for bad in [
+            String::new(),
+            format!("vehicles/{}", "a".repeat(MAX_IMAGE_REF_CHARS)),
+            "https://".into(),
+            "/absolute/key.jpg".into(),
+            "vehicles//a.jpg".into(),
+            "vehicles/a b.jpg".into(),
+        ] {
+            assert!(!is_image_ref(&bad), "{bad:?} accepted");
+        }
+        assert!(is_image_ref("http://img.example/a.jpg"));
+        assert!(is_image_ref("vehicles/42/a-b_c.jpg"));
+    }
+
+    #[test]
+    fn attaching_only_known_images_records_nothing() {
+        VehicleTest::with(())
+            .given(vec![registered()])
+            .when(cmd(
+                host(),
+                VehicleAction::AttachImages(vec![" https://img.example/a.jpg ".into()]),
+            ))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_vehicle_with_a_trip_ahead_cannot_be_removed() {
+        let ahead = hold(300, "2026-11-28T01:00:00Z", "2026-11-28T03:00:00Z");
+        VehicleTest::with(())
+            .given(vec![registered(), ahead.clone()])
+            .when(cmd(host(), VehicleAction::Remove { reason: None }))
+            .then_expect_error(VehicleError::HasBookings);
+        // A trip already over does not keep it.
+        let past = hold(301, "2026-11-20T01:00:00Z", "2026-11-20T03:00:00Z");
+        VehicleTest::with(())
+            .given(vec![registered(), past])
+            .when(cmd(
+                host(),
+                VehicleAction::Remove {
+                    reason: Some("  팔았습니다 ".into()),
+                },
+            ))
+            .then_expect_events(vec![VehicleEvent::VehicleRemoved {
+                reason: Some("팔았습니다".into()),
+                at: now(),
+            }]);
+    }
+
+    #[test]
+    fn a_removed_vehicle_takes_no_bookings() {
+        VehicleTest::with(())
+            .given(vec![
+                registered(),
+                VehicleEvent::VehicleRemoved {
+                    reason: None,
+                    at: now(),
+                },
+            ])
+            .when(cmd(
+                Actor::new(Uuid::from_u128(5), Role::Guest),
+                VehicleAction::Reserve {
+                    booking_id: Uuid::from_u128(300),
+                    window: TimeWindow {
+                        start: "2026-11-28T01:00:00Z".parse().unwrap(),
+                        end: "2026-11-28T03:00:00Z".parse().unwrap(),
+                    },
+                    buffer: chrono::Duration::zero(),
+                },
+            ))
+            .then_expect_error(VehicleError::NotFound);
+    }
+
+    #[test]
+    fn events_before_registration_are_ignored_on_replay() {
+        let mut vehicle = Vehicle::default();
+        vehicle.apply(VehicleEvent::VehicleStatusChanged {
+            status: VehicleStatus::Inactive,
+            previous: VehicleStatus::Active,
+            at: now(),
+        });
+        assert_eq!(vehicle, Vehicle::default());
+    }
+
+    #[test]
+    fn event_names_are_the_stored_ones() {
+        let at = now();
+        let events = [
+            (registered(), "VehicleRegistered"),
+            (
+                VehicleEvent::VehicleDetailsUpdated {
+                    details: match registered() {
+                        VehicleEvent::VehicleRegistered { details, .. } => details,
+                        _ => unreachable!(),
+                    },
+                    changed: vec![],
+                    at,
+                },
+                "VehicleDetailsUpdated",
+            ),
+            (
+                VehicleEvent::HourlyRateChanged {
+                    hourly_rate: Won(1),
+                    previous: Won(2),
+                    at,
+                },
+                "HourlyRateChanged",
+            ),
+            (
+                VehicleEvent::VehicleRelocated {
+                    location: seoul_station(),
+                    at,
+                },
+                "VehicleRelocated",
+            ),
+            (
+                VehicleEvent::VehicleStatusChanged {
+                    status: VehicleStatus::Inactive,
+                    previous: VehicleStatus::Active,
+                    at,
+                },
+                "VehicleStatusChanged",
+            ),
+            (
+                VehicleEvent::AvailabilitySet { rules: vec![], at },
+                "AvailabilitySet",
+            ),
+            (
+                VehicleEvent::VehicleImagesAttached { images: vec![], at },
+                "VehicleImagesAttached",
+            ),
+            (
+                VehicleEvent::VehicleImagesReplaced { images: vec![], at },
+                "VehicleImagesReplaced",
+            ),
+            (
+                hold(300, "2026-11-28T01:00:00Z", "2026-11-28T03:00:00Z"),
+                "WindowReserved",
+            ),
+            (
+                VehicleEvent::ReservationReleased {
+                    booking_id: Uuid::from_u128(300),
+                    reason: "BookingCancelled".into(),
+                    at,
+                },
+                "ReservationReleased",
+            ),
+            (
+                VehicleEvent::VehicleRemoved { reason: None, at },
+                "VehicleRemoved",
+            ),
+        ];
+        for (event, name) in events {
+            assert_eq!(event.name(), name);
+            assert_eq!(cqrs_es::DomainEvent::event_type(&event), name);
+            assert_eq!(
+                cqrs_es::DomainEvent::event_version(&event),
+                crate::vehicle::events::VEHICLE_EVENT_VERSION
+            );
+            assert_eq!(event.at(), at, "{name}");
+            let stored = serde_json::to_value(&event).unwrap();
+            assert!(stored.get(name).is_some(), "{stored}");
+        }
+    }
+
+    #[test]
+    fn wire_names_match_the_serialised_form() {
+        use super::super::{FuelType, Transmission};
+        fn serialised<T: serde::Serialize>(value: T) -> serde_json::Value {
+            serde_json::to_value(value).unwrap()
+        }
+        for fuel in [
+            FuelType::Gasoline,
+            FuelType::Diesel,
+            FuelType::Electric,
+            FuelType::Hybrid,
+        ] {
+            assert_eq!(serialised(fuel), fuel.as_str());
+        }
+        for gearbox in [Transmission::Manual, Transmission::Automatic] {
+            assert_eq!(serialised(gearbox), gearbox.as_str());
+        }
+        for status in [
+            VehicleStatus::Active,
+            VehicleStatus::Inactive,
+            VehicleStatus::Maintenance,
+        ] {
+            assert_eq!(serialised(status), status.as_str());
+        }
+    }
 }

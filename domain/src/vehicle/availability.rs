@@ -399,4 +399,20 @@ mod tests {
         let fine = vec![dated("2027-06-01", "09:00", "10:00", false)];
         assert!(AvailabilityRules::validate(&fine, now).is_ok());
     }
+
+    #[test]
+    fn rules_round_trip_through_the_wire_shape() {
+        for rule in [
+            weekly(0, "00:00", "24:00", false),
+            dated("2026-12-24", "18:00", "23:00", true),
+        ] {
+            let wire = RuleWire::from(rule);
+            let weekly = matches!(rule.schedule, Schedule::Weekly { .. });
+            assert_eq!(wire.is_recurring, Some(weekly));
+            assert_eq!(AvailabilityRule::try_from(wire), Ok(rule));
+        }
+        let set = AvailabilityRules(vec![weekly(2, "09:00", "18:00", true)]);
+        assert_eq!(set.rules().len(), 1);
+        assert!(!set.has_available_rules());
+    }
 }
