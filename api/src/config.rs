@@ -45,6 +45,8 @@ pub struct KakaoConfig {
     pub base_url: String,
     /// REST API key.
     pub rest_api_key: SecretString,
+    /// Per-attempt timeout (`KAKAO_TIMEOUT_MS`, default 10 s; `TOSS_TIMEOUT_MS`, default 30 s).
+    pub timeout: Duration,
 }
 
 /// Where uploaded images (booking photos, vehicle images) are stored.
@@ -308,6 +310,22 @@ where
 
 fn millis(src: &dyn Source, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
     parsed(src, var, default).map(Duration::from_millis)
+}
+
+/// A per-attempt timeout of an external API: between 100 ms and 120 s.
+fn external_timeout(
+    src: &dyn Source,
+    var: &'static str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    let timeout = millis(src, var, default)?;
+    if timeout < Duration::from_millis(100) || timeout > Duration::from_secs(120) {
+        return Err(ConfigError::Invalid {
+            var,
+            reason: "must be between 100 and 120000 (milliseconds)".into(),
+        });
+    }
+    Ok(timeout)
 }
 
 fn flag(src: &dyn Source, var: &'static str, default: bool) -> Result<bool, ConfigError> {
@@ -583,6 +601,7 @@ impl Settings {
                     Some(_) => url(src, "KAKAO_BASE_URL", &["http", "https"])?,
                 },
                 rest_api_key: SecretString::from(key),
+                timeout: external_timeout(src, "KAKAO_TIMEOUT_MS", 10_000)?,
             }),
         };
         let toss = match src.get("TOSS_SECRET_KEY") {
@@ -593,6 +612,7 @@ impl Settings {
                     Some(_) => url(src, "TOSS_BASE_URL", &["http", "https"])?,
                 },
                 rest_api_key: SecretString::from(key),
+                timeout: external_timeout(src, "TOSS_TIMEOUT_MS", 30_000)?,
             }),
         };
         let fcm = match src.get("FCM_SERVICE_ACCOUNT_FILE") {

@@ -260,10 +260,10 @@ impl Application {
         let geocoder: Option<Arc<dyn Geocoder>> = match &settings.kakao {
             None => None,
             Some(kakao) => Some(Arc::new(
-                KakaoGeocoder::new(KakaoSettings::new(
-                    kakao.base_url.clone(),
-                    kakao.rest_api_key.clone(),
-                ))
+                KakaoGeocoder::new(KakaoSettings {
+                    timeout: kakao.timeout,
+                    ..KakaoSettings::new(kakao.base_url.clone(), kakao.rest_api_key.clone())
+                })
                 .context("building the Kakao client")?,
             )),
         };
@@ -345,10 +345,10 @@ impl Application {
         let gateway: Option<Arc<dyn PaymentGateway>> = match &settings.toss {
             None => None,
             Some(toss) => Some(Arc::new(
-                TossClient::new(TossSettings::new(
-                    toss.base_url.clone(),
-                    toss.rest_api_key.clone(),
-                ))
+                TossClient::new(TossSettings {
+                    timeout: toss.timeout,
+                    ..TossSettings::new(toss.base_url.clone(), toss.rest_api_key.clone())
+                })
                 .context("building the Toss Payments client")?,
             )),
         };

@@ -68,8 +68,62 @@ static MALFORMED: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+static STALLS: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
+    carshare_event_store::metrics::counter_vec(
+        "carshare_projection_consumer_stalls_total",
+        "Times a worker found an assigned partition with messages it stopped fetching, and \
+         reconnected",
+        &["projection"],
+    )
+});
+
 /// Consecutive failures of one batch before its events are applied one by one.
 const ISOLATE_AFTER: u32 = 3;
+
+/// Watermark readings (one per `watermark_interval`) a partition may sit behind its end
+/// without moving before the worker reconnects.
+const STALL_READINGS: u32 = 6;
+
+/// Assigned partitions that have messages the consumer does not move towards.
+///
+/// After a broker outage a client can keep a partition assigned yet never fetch it again
+/// (seen with tansu 0.6 after the broker was frozen for a minute: one partition of one
+/// worker stayed put while its others caught up). A partition counts as stalled when its end
+/// lies beyond the consumer's position and the position has not moved for
+/// [`STALL_READINGS`] readings in a row while the worker had nothing else to do.
+#[derive(Debug, Default)]
+struct StallWatch {
+    partitions: std::collections::HashMap<(String, i32), (i64, u32)>,
+}
+
+impl StallWatch {
+    /// Records a reading: each assigned partition's position (`None`: nothing consumed yet)
+    /// and end. Returns the partitions stalled for long enough.
+    fn observe(&mut self, readings: &[(String, i32, Option<i64>, i64)]) -> Vec<(String, i32)> {
+        let mut stalled = Vec::new();
+        let mut seen = std::collections::HashMap::new();
+        for (topic, partition, position, end) in readings {
+            let key = (topic.clone(), *partition);
+            // Without a position (nothing consumed since the assignment) the consumer's start
+            // is unknown here: such a partition is not judged.
+            let Some(position) = *position else {
+                continue;
+            };
+            let behind = *end > position;
+            let count = match self.partitions.get(&key) {
+                Some((before, n)) if behind && *before == position => n + 1,
+                _ if behind => 1,
+                _ => 0,
+            };
+            if count >= STALL_READINGS {
+                stalled.push(key.clone());
+            }
+            seen.insert(key, (position, count));
+        }
+        self.partitions = seen;
+        stalled
+    }
+}
 
 /// Runs one projection as a member of its consumer group.
 pub struct KafkaProjectionWorker {
@@ -270,6 +324,7 @@ impl KafkaProjectionWorker {
         let name = self.projection.name();
         let mut batch = Batch::default();
         let mut failures: u32 = 0;
+        let mut stalls = StallWatch::default();
         let mut watermarks = tokio::time::interval(self.settings.watermark_interval);
         watermarks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -277,7 +332,13 @@ impl KafkaProjectionWorker {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = watermarks.tick() => {
-                        self.record_watermarks(consumer).await;
+                        let readings = self.record_watermarks(consumer).await;
+                        let stalled = stalls.observe(&readings);
+                        if !stalled.is_empty() {
+                            STALLS.with_label_values(&[name]).inc();
+                            tracing::warn!(projection = name, ?stalled, "partitions with messages are not being fetched; reconnecting to the group");
+                            return;
+                        }
                         continue;
                     }
                     received = consumer.recv() => match received {
@@ -551,12 +612,17 @@ impl KafkaProjectionWorker {
         }
     }
 
-    /// Reads the end of each assigned partition and records it, for lag reporting.
-    async fn record_watermarks(&self, consumer: &Arc<StreamConsumer>) {
+    /// Reads the end of each assigned partition and records it, for lag reporting. Returns
+    /// (topic, partition, consumer position, end) of each partition read.
+    async fn record_watermarks(
+        &self,
+        consumer: &Arc<StreamConsumer>,
+    ) -> Vec<(String, i32, Option<i64>, i64)> {
         let name = self.projection.name();
         let consumer = consumer.clone();
         let ends = tokio::task::spawn_blocking(move || {
             let assigned = consumer.assignment().ok()?;
+            let positions = consumer.position().ok();
             let mut ends = Vec::new();
             for element in assigned.elements() {
                 if let Ok((low, high)) = consumer.fetch_watermarks(
@@ -564,7 +630,20 @@ impl KafkaProjectionWorker {
                     element.partition(),
                     Duration::from_secs(2),
                 ) {
-                    ends.push((element.topic().to_string(), element.partition(), low, high));
+                    let position = positions
+                        .as_ref()
+                        .and_then(|p| p.find_partition(element.topic(), element.partition()))
+                        .and_then(|p| match p.offset() {
+                            Offset::Offset(o) => Some(o),
+                            _ => None,
+                        });
+                    ends.push((
+                        element.topic().to_string(),
+                        element.partition(),
+                        low,
+                        high,
+                        position,
+                    ));
                 }
             }
             Some(ends)
@@ -573,7 +652,9 @@ impl KafkaProjectionWorker {
         .ok()
         .flatten()
         .unwrap_or_default();
-        for (topic, partition, low, high) in ends {
+        let mut readings = Vec::with_capacity(ends.len());
+        for (topic, partition, low, high, position) in ends {
+            readings.push((topic.clone(), partition, position, high));
             let written = sqlx::query(
                 "INSERT INTO projection_offsets (projection, topic, partition, next_offset, high_watermark, member) \
                  VALUES ($1, $2, $3, $4, $5, $6) \
@@ -592,6 +673,7 @@ impl KafkaProjectionWorker {
                 tracing::debug!(projection = name, error = %e, "recording partition ends failed");
             }
         }
+        readings
     }
 }
 
@@ -603,5 +685,49 @@ async fn sleep_or_cancel(duration: Duration, shutdown: &CancellationToken) -> bo
     tokio::select! {
         _ = shutdown.cancelled() => true,
         _ = tokio::time::sleep(duration) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(position: Option<i64>, end: i64) -> Vec<(String, i32, Option<i64>, i64)> {
+        vec![("t.vehicle.events".to_string(), 3, position, end)]
+    }
+
+    #[test]
+    fn a_partition_behind_its_end_that_does_not_move_is_stalled_after_six_readings() {
+        let mut watch = StallWatch::default();
+        for _ in 0..STALL_READINGS - 1 {
+            assert!(watch.observe(&reading(Some(267), 994)).is_empty());
+        }
+        assert_eq!(
+            watch.observe(&reading(Some(267), 994)),
+            vec![("t.vehicle.events".to_string(), 3)]
+        );
+    }
+
+    #[test]
+    fn progress_or_being_at_the_end_or_no_position_is_not_a_stall() {
+        let mut watch = StallWatch::default();
+        for i in 0..20 {
+            // Moving, though behind.
+            assert!(watch.observe(&reading(Some(100 + i), 994)).is_empty());
+        }
+        for _ in 0..20 {
+            // Caught up.
+            assert!(watch.observe(&reading(Some(994), 994)).is_empty());
+        }
+        for _ in 0..20 {
+            // Nothing consumed since the assignment: unknown start, not judged.
+            assert!(watch.observe(&reading(None, 994)).is_empty());
+        }
+        // A partition no longer assigned is forgotten: its count starts again.
+        for _ in 0..STALL_READINGS - 1 {
+            assert!(watch.observe(&reading(Some(5), 9)).is_empty());
+        }
+        assert!(watch.observe(&[]).is_empty());
+        assert!(watch.observe(&reading(Some(5), 9)).is_empty());
     }
 }
