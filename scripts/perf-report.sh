@@ -8,7 +8,7 @@
 #
 #   scripts/perf-report.sh [report.md]      (default: target/perf-report.md)
 #
-# Environment: VEHICLES (100000), SECONDS_PER_PHASE (20), RATE (1000), PAYMENTS (335000),
+# Environment: VEHICLES (100000), BOOKINGS (1000000), SECONDS_PER_PHASE (20), RATE (1000), PAYMENTS (335000),
 # FAULTS=1 to append the fault runner's table (it restarts PostgreSQL and Redis).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,7 @@ vehicles="${VEHICLES:-100000}"
 seconds="${SECONDS_PER_PHASE:-20}"
 rate="${RATE:-1000}"
 payments="${PAYMENTS:-335000}"
+bookings="${BOOKINGS:-1000000}"
 
 log "building the release binaries"
 cargo build --release --locked -p carshare-api -p carshare-bench -p carshare-tests --bin carshare \
@@ -56,8 +57,8 @@ section() {
 
 section "Bookings over HTTP beside pgbench" \
   target/release/booking-bench --seconds "$seconds"
-section "Spine: search at ${vehicles} vehicles, rebuild, API memory" \
-  target/release/spine-bench --vehicles "$vehicles"
+section "Spine: search at ${vehicles} vehicles and ${bookings} bookings, rebuild, API memory" \
+  target/release/spine-bench --vehicles "$vehicles" --bookings "$bookings"
 section "Pipeline: relay throughput, lag with and without Kafka" \
   target/release/pipeline-bench --seconds "$seconds" --rate "$rate"
 section "Settlement audit replay" \
