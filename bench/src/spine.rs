@@ -55,6 +55,10 @@ struct Args {
     /// projection before the searches are timed.
     #[arg(long, default_value_t = 0)]
     bookings: i64,
+    /// Days ahead over which each car's holds are spread (one hold per day at most): 10 with
+    /// ten holds per car books every car every day; 90 books about one car in nine per day.
+    #[arg(long, default_value_t = 10)]
+    hold_days: i64,
     /// Postgres server URL (without a database).
     #[arg(long, default_value = "postgres://postgres:postgres@127.0.0.1:5432")]
     postgres: String,
@@ -72,11 +76,20 @@ struct Args {
     keep: bool,
 }
 
-/// Writes `bookings` holds into the log (as many per car, on successive days from tomorrow,
-/// three hours each at a car-dependent hour) and waits until the API's live projection shows
+/// Writes `bookings` holds into the log (as many per car, on distinct days among the next
+/// `days`, three hours each at a car-dependent hour) and waits until the API's live projection shows
 /// them. Returns (holds written, seconds to write, seconds until projected).
-async fn seed_holds(pool: &PgPool, bookings: i64, vehicles: i64) -> Result<(i64, f64, f64)> {
+async fn seed_holds(
+    pool: &PgPool,
+    bookings: i64,
+    vehicles: i64,
+    days: i64,
+) -> Result<(i64, f64, f64)> {
     let per_vehicle = (bookings + vehicles - 1) / vehicles.max(1);
+    if per_vehicle > days {
+        bail!("{per_vehicle} holds per car do not fit in {days} days (--hold-days)");
+    }
+    let spacing = days / per_vehicle.max(1);
     eprintln!("writing {bookings} holds ({per_vehicle} per car)…");
     let started = Instant::now();
     let written = sqlx::query(
@@ -87,7 +100,7 @@ async fn seed_holds(pool: &PgPool, bookings: i64, vehicles: i64) -> Result<(i64,
            SELECT v.aggregate_id, v.seq + k AS seq, \
                   md5(v.aggregate_id || ':' || k)::uuid AS booking_id, \
                   md5('guest:' || (v.n % 5000))::uuid AS guest_id, \
-                  date_trunc('day', now()) + make_interval(days => k::int, hours => ((v.n * 7 + k * 5) % 20)::int) AS start \
+                  date_trunc('day', now()) + make_interval(days => (1 + (v.n % $3 + (k - 1) * $4) % $3)::int, hours => ((v.n * 7 + k * 5) % 20)::int) AS start \
              FROM v CROSS JOIN generate_series(1, $1::bigint) AS k \
             WHERE (v.n - 1) * $1 + k <= $2) \
          INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
@@ -103,6 +116,8 @@ async fn seed_holds(pool: &PgPool, bookings: i64, vehicles: i64) -> Result<(i64,
     )
     .bind(per_vehicle)
     .bind(bookings)
+    .bind(days)
+    .bind(spacing)
     .execute(pool)
     .await?
     .rows_affected() as i64;
@@ -113,7 +128,10 @@ async fn seed_holds(pool: &PgPool, bookings: i64, vehicles: i64) -> Result<(i64,
         let status =
             carshare_projections::status::statuses(pool, &["vehicles"], Source::Postgres).await?;
         if let Some(s) = status.iter().find(|s| s.dead_letters > 0) {
-            bail!("{} holds could not be projected (dead letters)", s.dead_letters);
+            bail!(
+                "{} holds could not be projected (dead letters)",
+                s.dead_letters
+            );
         }
         if status.iter().all(|s| s.lag_events == 0) {
             break;
@@ -328,7 +346,7 @@ async fn main() -> Result<()> {
     }
     let (c50, c95, c99, cmax) = millis(command_latencies);
     let holds = if args.bookings > 0 {
-        Some(seed_holds(&pool, args.bookings, args.vehicles as i64).await?)
+        Some(seed_holds(&pool, args.bookings, args.vehicles as i64, args.hold_days).await?)
     } else {
         None
     };
@@ -522,8 +540,8 @@ async fn main() -> Result<()> {
     }
 
     let cmd = format!(
-        "cargo build --release -p carshare-api -p carshare-bench && target/release/spine-bench --vehicles {} --bookings {} --with-rules {} --concurrency {} --searches {} --search-concurrency {}",
-        args.vehicles, args.bookings, args.with_rules, args.concurrency, args.searches, args.search_concurrency
+        "cargo build --release -p carshare-api -p carshare-bench && target/release/spine-bench --vehicles {} --bookings {} --hold-days {} --with-rules {} --concurrency {} --searches {} --search-concurrency {}",
+        args.vehicles, args.bookings, args.hold_days, args.with_rules, args.concurrency, args.searches, args.search_concurrency
     );
     println!(
         "## Spine benchmark — {}",
