@@ -126,14 +126,7 @@ fn the_guest_pays_the_right_order_and_amount_in_time() {
 #[test]
 fn the_same_confirmation_twice_records_once_and_another_is_refused() {
     let order = order_id(booking());
-    let confirmed = PaymentEvent::PaymentConfirmed {
-        payment_key: "pk_1".into(),
-        amount: Won(54_000),
-        method: None,
-        approved_at: None,
-        toss_status: "DONE".into(),
-        at: t("2026-12-01T01:30:00Z"),
-    };
+    let confirmed = confirmed();
     PaymentTest::with(())
         .given(vec![due(), confirmed.clone()])
         .when(cmd(
@@ -236,14 +229,7 @@ fn closing_voids_an_unpaid_payment_and_refunds_a_paid_one_within_what_was_paid()
         )),
         Err(PaymentError::Voided)
     );
-    let confirmed = PaymentEvent::PaymentConfirmed {
-        payment_key: "pk_1".into(),
-        amount: Won(54_000),
-        method: None,
-        approved_at: None,
-        toss_status: "DONE".into(),
-        at: t("2026-12-01T01:30:00Z"),
-    };
+    let confirmed = confirmed();
     PaymentTest::with(())
         .given(vec![due(), confirmed.clone()])
         .when(cmd(None, "2026-12-02T00:00:00Z", close(27_000)))
@@ -306,14 +292,7 @@ fn closing_voids_an_unpaid_payment_and_refunds_a_paid_one_within_what_was_paid()
 
 #[test]
 fn a_settlement_splits_what_was_kept_once() {
-    let confirmed = PaymentEvent::PaymentConfirmed {
-        payment_key: "pk_1".into(),
-        amount: Won(54_000),
-        method: None,
-        approved_at: None,
-        toss_status: "DONE".into(),
-        at: t("2026-12-01T01:30:00Z"),
-    };
+    let confirmed = confirmed();
     let refunded = [
         PaymentEvent::RefundRequested {
             amount: Won(20_001),
