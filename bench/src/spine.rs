@@ -492,7 +492,9 @@ async fn main() -> Result<()> {
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(&pool)
         .await?;
-    sqlx::query("TRUNCATE read.vehicles").execute(&pool).await?;
+    sqlx::query("TRUNCATE read.vehicles, read.vehicle_holds")
+        .execute(&pool)
+        .await?;
     sqlx::query("UPDATE projection_checkpoints SET transaction_id = '0', global_position = 0, events_seen = 0")
         .execute(&pool)
         .await?;

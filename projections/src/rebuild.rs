@@ -133,6 +133,20 @@ async fn prepare_shadow(pool: &PgPool, table: &str) -> Result<Vec<DeferredIndex>
     ))
     .execute(&mut *conn)
     .await?;
+    // Storage parameters (a fillfactor) are not part of LIKE.
+    let options: Option<Vec<String>> =
+        sqlx::query_scalar("SELECT reloptions FROM pg_class WHERE oid = $1::regclass")
+            .bind(&live)
+            .fetch_one(&mut *conn)
+            .await?;
+    if let Some(options) = options.filter(|o| !o.is_empty()) {
+        sqlx::query(&format!(
+            "ALTER TABLE {shadow} SET ({})",
+            options.join(", ")
+        ))
+        .execute(&mut *conn)
+        .await?;
+    }
     // Primary key and unique constraints now (upserts need them), named `<live>__rebuild`.
     let constraints: Vec<(String, String)> = sqlx::query_as(
         "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint \

@@ -33,10 +33,13 @@ pub async fn insert_raw(
     .expect("insert event")
 }
 
-/// The whole `read.vehicles` table as JSON, ordered by id.
+/// The whole `read.vehicles` and `read.vehicle_holds` tables as JSON, ordered by key.
 pub async fn snapshot(pool: &PgPool) -> String {
     sqlx::query_scalar(
-        "SELECT coalesce(json_agg(t ORDER BY t.id)::text, '[]') FROM read.vehicles t",
+        "SELECT json_build_array( \
+           (SELECT coalesce(json_agg(t ORDER BY t.id), '[]') FROM read.vehicles t), \
+           (SELECT coalesce(json_agg(h ORDER BY h.vehicle_id, h.booking_id), '[]') \
+              FROM read.vehicle_holds h))::text",
     )
     .fetch_one(pool)
     .await
@@ -153,6 +156,58 @@ pub async fn write_history(pool: &PgPool, vehicles: usize) -> Vec<Uuid> {
                 .expect("remove");
         }
     }
+    // Bookings holding cars, as the Vehicle aggregate records them: two holds on every other
+    // car, the first released again on every fourth (so `read.vehicle_holds` has rows to
+    // build, replace and delete).
+    let mut conn = pool.acquire().await.expect("test step");
+    let day = Utc::now()
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .expect("test step")
+        .and_utc();
+    for (i, id) in ids.iter().enumerate().filter(|(i, _)| i % 2 == 1) {
+        let key = id.to_string();
+        let mut sequence: i64 = sqlx::query_scalar(
+            "SELECT max(sequence) FROM events WHERE aggregate_type = 'Vehicle' AND aggregate_id = $1",
+        )
+        .bind(&key)
+        .fetch_one(&mut *conn)
+        .await
+        .expect("test step");
+        let bookings = [Uuid::new_v4(), Uuid::new_v4()];
+        for (k, booking) in bookings.iter().enumerate() {
+            let start =
+                day + chrono::Duration::days(2 + k as i64) + chrono::Duration::hours(i as i64 % 12);
+            sequence += 1;
+            let payload = serde_json::json!({"WindowReserved": {
+                "booking_id": booking, "guest_id": Uuid::new_v4(), "start": start,
+                "end": start + chrono::Duration::hours(3), "at": Utc::now()}});
+            insert_raw(
+                &mut conn,
+                "Vehicle",
+                &key,
+                sequence,
+                "WindowReserved",
+                payload,
+            )
+            .await;
+        }
+        if i % 4 == 1 {
+            sequence += 1;
+            let payload = serde_json::json!({"ReservationReleased": {
+                "booking_id": bookings[0], "reason": "BookingCancelled", "at": Utc::now()}});
+            insert_raw(
+                &mut conn,
+                "Vehicle",
+                &key,
+                sequence,
+                "ReservationReleased",
+                payload,
+            )
+            .await;
+        }
+    }
+    drop(conn);
     // The stream only shows events below the cluster-wide horizon: tests running beside this
     // one may hold it back for a moment. Wait until everything written here is readable.
     let reader = carshare_event_store::StreamReader::new(pool.clone());

@@ -92,9 +92,13 @@ async fn relay_position(pool: &PgPool, prefix: &str) -> i64 {
     relay::status(pool, prefix).await.unwrap().position
 }
 
-/// A checksum of the whole `read.vehicles` table.
+/// A checksum of the whole `read.vehicles` and `read.vehicle_holds` tables.
 async fn table_checksum(pool: &PgPool) -> String {
-    sqlx::query_scalar("SELECT md5(string_agg(t::text, '|' ORDER BY t.id)) FROM read.vehicles t")
+    sqlx::query_scalar(
+        "SELECT md5((SELECT coalesce(string_agg(t::text, '|' ORDER BY t.id), '') FROM read.vehicles t) \
+           || '#' || (SELECT coalesce(string_agg(h::text, '|' ORDER BY h.vehicle_id, h.booking_id), '') \
+           FROM read.vehicle_holds h))",
+    )
         .fetch_one(pool)
         .await
         .unwrap()

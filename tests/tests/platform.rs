@@ -191,6 +191,14 @@ async fn redelivered_events_change_nothing() {
     assert!(first > 12);
     let before = snapshot(&db.pool).await;
     assert_ne!(before, "[]");
+    // Two holds on each of the 6 odd-numbered cars, 3 of them released (cars 1, 5 and 9).
+    let holds: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT vehicle_id, count(*) FROM read.vehicle_holds GROUP BY vehicle_id ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(holds.iter().map(|h| h.1).sum::<i64>(), 9, "{holds:?}");
 
     // Everything delivered again from the start of the stream.
     sqlx::query("UPDATE projection_checkpoints SET transaction_id = '0', global_position = 0")
@@ -223,8 +231,9 @@ async fn a_gap_in_an_aggregate_is_repaired_from_the_log() {
     let ids = write_history(&db.pool, 3).await;
     let reader = StreamReader::new(db.pool.clone());
     let all = reader.read_after(StreamCursor::START, 1_000).await.unwrap();
-    // Deliver only the last event of the first vehicle (as a consumer that missed the others would).
-    let first = ids[0].to_string();
+    // Deliver only the last event of the second vehicle, a hold's release (as a consumer that
+    // missed the others would).
+    let first = ids[1].to_string();
     let last_of_first = all
         .iter()
         .rev()
@@ -246,15 +255,23 @@ async fn a_gap_in_an_aggregate_is_repaired_from_the_log() {
     assert!(poisoned.is_empty(), "{poisoned:?}");
     let last_sequence: i64 =
         sqlx::query_scalar("SELECT last_sequence FROM read.vehicles WHERE id = $1")
-            .bind(ids[0])
+            .bind(ids[1])
             .fetch_one(&db.pool)
             .await
             .unwrap();
     assert_eq!(last_sequence, last_of_first.sequence);
+    assert_eq!(last_of_first.event_type, "ReservationReleased");
+    let holds: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM read.vehicle_holds WHERE vehicle_id = $1")
+            .bind(ids[1])
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(holds, 1, "two holds were repaired from the log, one of them released");
 
     // The repaired row equals the row built from the whole stream.
     let repaired = snapshot(&db.pool).await;
-    sqlx::query("TRUNCATE read.vehicles")
+    sqlx::query("TRUNCATE read.vehicles, read.vehicle_holds")
         .execute(&db.pool)
         .await
         .unwrap();

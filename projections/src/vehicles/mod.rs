@@ -1,5 +1,6 @@
-//! The `vehicles` projection: table `read.vehicles`, one row per vehicle ever registered.
-//! It serves vehicle details, the host's list and the availability search.
+//! The `vehicles` projection: table `read.vehicles`, one row per vehicle ever registered, and
+//! `read.vehicle_holds`, one row per window a booking holds on a vehicle. They serve vehicle
+//! details, the host's list and the availability search.
 
 mod queries;
 mod row;
@@ -33,7 +34,7 @@ impl Projection for VehicleProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["vehicles"]
+        &["vehicles", "vehicle_holds"]
     }
 
     fn aggregate_types(&self) -> &'static [&'static str] {
@@ -51,7 +52,7 @@ impl Projection for VehicleProjection {
         reader: &StreamReader,
         events: &[StoredEvent],
     ) -> Result<Vec<Poisoned>, sqlx::Error> {
-        let table = target.table("vehicles");
+        let (table, holds) = (target.table("vehicles"), target.table("vehicle_holds"));
         let events: Vec<&StoredEvent> = events
             .iter()
             .filter(|e| self.handles(&e.aggregate_type))
@@ -67,8 +68,8 @@ impl Projection for VehicleProjection {
             .iter()
             .filter_map(|id| rows.get(id))
             .partition(|r| !existed.contains(&r.id));
-        row::write(conn, &table, &new, row::Write::Insert).await?;
-        row::write(conn, &table, &existing, row::Write::Upsert).await?;
+        row::write(conn, (&table, &holds), &new, row::Write::Insert).await?;
+        row::write(conn, (&table, &holds), &existing, row::Write::Upsert).await?;
         Ok(poisoned)
     }
 

@@ -265,7 +265,8 @@ pub async fn search(
            AND ST_DWithin(location, {CENTER}, $3) \
            AND NOT (weekly_blocked && int4range($4, $5)) AND NOT (weekly_blocked && int4range($6, $7)) \
            AND NOT (dated_blocked && tstzrange($8, $9)) \
-           AND NOT (reserved && tstzrange($10, $11)) \
+           AND NOT EXISTS (SELECT 1 FROM read.vehicle_holds h \
+             WHERE h.vehicle_id = read.vehicles.id AND h.start_at < $11 AND h.end_at > $10) \
            AND (NOT has_available_rules \
                 OR (weekly_available @> int4range($4, $5) AND weekly_available @> int4range($6, $7)) \
                 OR dated_available @> tstzrange($8, $9) \

@@ -1,12 +1,12 @@
 //! A row of `read.vehicles` and how events change it.
 
 use carshare_domain::time::TimeWindow;
-use carshare_domain::vehicle::{AvailabilityRule, AvailabilityRules, Hold, VehicleEvent};
+use carshare_domain::vehicle::{AvailabilityRule, AvailabilityRules, VehicleEvent};
 use carshare_event_store::StoredEvent;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::PgConnection;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use uuid::Uuid;
 
 /// A vehicle as the read side knows it.
@@ -46,8 +46,6 @@ pub struct VehicleRow {
     pub description: Option<String>,
     /// Availability rules.
     pub availability: Json<Vec<AvailabilityRule>>,
-    /// Windows held by bookings.
-    pub holds: Json<Vec<Hold>>,
     /// When removed, if removed.
     pub removed_at: Option<DateTime<Utc>>,
     /// Registration time.
@@ -58,13 +56,21 @@ pub struct VehicleRow {
     pub last_sequence: i64,
     /// Global position of the last event applied.
     pub last_position: i64,
+    /// Holds changed by the events applied since the row was loaded, in order: the booking and
+    /// its window, or `None` when released. They are written to `read.vehicle_holds`.
+    #[sqlx(skip)]
+    pub(crate) hold_changes: Vec<(Uuid, Option<TimeWindow>)>,
+    /// Whether an applied event changed more than the holds and the row's bookkeeping (sequence,
+    /// position, update time): then the whole row is rewritten, otherwise only those.
+    #[sqlx(skip)]
+    pub(crate) rewritten: bool,
 }
 
 /// Columns read back by the projection and the queries.
 pub(crate) const COLUMNS: &str =
     "id, owner_id, license_plate, make, model, year, color, fuel_type, \
     transmission, hourly_rate, location_address, location_lat, location_lng, status, images, \
-    description, availability, holds, removed_at, created_at, updated_at, last_sequence, \
+    description, availability, removed_at, created_at, updated_at, last_sequence, \
     last_position";
 
 impl VehicleRow {
@@ -101,12 +107,13 @@ impl VehicleRow {
                 images: Json(images),
                 description: details.description,
                 availability: Json(Vec::new()),
-                holds: Json(Vec::new()),
                 removed_at: None,
                 created_at: at,
                 updated_at: at,
                 last_sequence: stored.sequence,
                 last_position: stored.position,
+                hold_changes: Vec::new(),
+                rewritten: true,
             }),
             other => Err(format!(
                 "{} before VehicleRegistered (sequence {})",
@@ -122,6 +129,10 @@ impl VehicleRow {
         stored: &StoredEvent,
     ) -> Result<(), String> {
         self.updated_at = event.at();
+        let is_hold = matches!(
+            event,
+            VehicleEvent::WindowReserved { .. } | VehicleEvent::ReservationReleased { .. }
+        );
         match event {
             VehicleEvent::VehicleRegistered { .. } => {
                 return Err("VehicleRegistered for a vehicle already registered".into())
@@ -161,17 +172,16 @@ impl VehicleRow {
                 start,
                 end,
                 ..
-            } => {
-                self.holds.0.retain(|h| h.booking_id != booking_id);
-                self.holds.0.push(Hold {
-                    booking_id,
-                    window: TimeWindow { start, end },
-                });
-            }
+            } => self
+                .hold_changes
+                .push((booking_id, Some(TimeWindow { start, end }))),
             VehicleEvent::ReservationReleased { booking_id, .. } => {
-                self.holds.0.retain(|h| h.booking_id != booking_id)
+                self.hold_changes.push((booking_id, None))
             }
             VehicleEvent::VehicleRemoved { at, .. } => self.removed_at = Some(at),
+        }
+        if !is_hold {
+            self.rewritten = true;
         }
         self.last_sequence = stored.sequence;
         self.last_position = stored.position;
@@ -181,17 +191,6 @@ impl VehicleRow {
     /// The availability rules as a domain value.
     pub fn rules(&self) -> AvailabilityRules {
         AvailabilityRules(self.availability.0.clone())
-    }
-
-    /// The held windows, for the `reserved` multirange.
-    fn reserved(&self) -> String {
-        let spans: Vec<(DateTime<Utc>, DateTime<Utc>)> = self
-            .holds
-            .0
-            .iter()
-            .map(|h| (h.window.start, h.window.end))
-            .collect();
-        tstz_multirange(&spans)
     }
 
     fn search_text(&self) -> String {
@@ -237,7 +236,7 @@ fn tstz_multirange(spans: &[(DateTime<Utc>, DateTime<Utc>)]) -> String {
 const WRITE_COLUMNS: &str = "id, owner_id, license_plate, make, model, year, color, fuel_type, \
     transmission, hourly_rate, location_address, location_lat, location_lng, status, images, \
     description, availability, has_available_rules, weekly_available, weekly_blocked, \
-    dated_available, dated_blocked, holds, reserved, search_text, removed_at, created_at, \
+    dated_available, dated_blocked, search_text, removed_at, created_at, \
     updated_at, last_sequence, last_position";
 
 /// Appends `value` to a `COPY ... (FORMAT text)` line, escaped.
@@ -324,13 +323,6 @@ async fn copy_in(
         data.push('\t');
         copy_text(&mut data, &tstz_multirange(&rules.dated_instants(true)));
         data.push('\t');
-        copy_text(
-            &mut data,
-            &serde_json::to_string(&r.holds.0).unwrap_or_else(|_| "[]".into()),
-        );
-        data.push('\t');
-        copy_text(&mut data, &r.reserved());
-        data.push('\t');
         copy_text(&mut data, &r.search_text());
         data.push('\t');
         copy_time(&mut data, r.removed_at);
@@ -361,7 +353,7 @@ const UPSERT: &str = "ON CONFLICT (id) DO UPDATE SET owner_id = EXCLUDED.owner_i
     has_available_rules = EXCLUDED.has_available_rules, \
     weekly_available = EXCLUDED.weekly_available, weekly_blocked = EXCLUDED.weekly_blocked, \
     dated_available = EXCLUDED.dated_available, dated_blocked = EXCLUDED.dated_blocked, \
-    holds = EXCLUDED.holds, reserved = EXCLUDED.reserved, search_text = EXCLUDED.search_text, removed_at = EXCLUDED.removed_at, \
+    search_text = EXCLUDED.search_text, removed_at = EXCLUDED.removed_at, \
     created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, \
     last_sequence = EXCLUDED.last_sequence, last_position = EXCLUDED.last_position \
     WHERE cur.last_sequence < EXCLUDED.last_sequence";
@@ -376,18 +368,133 @@ pub(crate) enum Write {
     Upsert,
 }
 
-/// Writes rows in one statement.
+/// Writes rows and the holds their events changed. `tables` names the vehicles table and the
+/// holds table of the target.
+///
+/// A row whose events changed more than its holds is rewritten whole; one whose events only
+/// reserved or released windows gets a narrow update of its bookkeeping columns (heap-only,
+/// no index entries). Either way the row is written only if it is newer than the stored one,
+/// and holds only for the rows that were written, so a stale batch (redelivered while another
+/// worker had moved on) changes nothing.
 pub(crate) async fn write(
     conn: &mut PgConnection,
-    table: &str,
+    tables: (&str, &str),
     rows: &[&VehicleRow],
     mode: Write,
 ) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());
     }
-    if mode == Write::Insert {
-        return copy_in(conn, table, rows).await;
+    let (table, holds_table) = tables;
+    let written: HashSet<Uuid> = match mode {
+        Write::Insert => {
+            copy_in(conn, table, rows).await?;
+            rows.iter().map(|r| r.id).collect()
+        }
+        Write::Upsert => {
+            let (whole, narrow): (Vec<&VehicleRow>, Vec<&VehicleRow>) =
+                rows.iter().partition(|r| r.rewritten);
+            let mut written: HashSet<Uuid> =
+                upsert(conn, table, &whole).await?.into_iter().collect();
+            written.extend(touch(conn, table, &narrow).await?);
+            written
+        }
+    };
+    write_holds(conn, holds_table, rows, &written).await
+}
+
+/// Moves the bookkeeping columns of rows whose events only changed holds.
+async fn touch(
+    conn: &mut PgConnection,
+    table: &str,
+    rows: &[&VehicleRow],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let id: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let updated_at: Vec<DateTime<Utc>> = rows.iter().map(|r| r.updated_at).collect();
+    let last_sequence: Vec<i64> = rows.iter().map(|r| r.last_sequence).collect();
+    let last_position: Vec<i64> = rows.iter().map(|r| r.last_position).collect();
+    sqlx::query_scalar(&format!(
+        "UPDATE {table} AS cur SET updated_at = u.updated_at, \
+           last_sequence = u.last_sequence, last_position = u.last_position \
+         FROM UNNEST($1::uuid[], $2::timestamptz[], $3::int8[], $4::int8[]) \
+           AS u(id, updated_at, last_sequence, last_position) \
+         WHERE cur.id = u.id AND cur.last_sequence < u.last_sequence \
+         RETURNING cur.id"
+    ))
+    .bind(id)
+    .bind(updated_at)
+    .bind(last_sequence)
+    .bind(last_position)
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// Applies the net hold changes of the written rows: the last change per (vehicle, booking).
+async fn write_holds(
+    conn: &mut PgConnection,
+    holds_table: &str,
+    rows: &[&VehicleRow],
+    written: &HashSet<Uuid>,
+) -> Result<(), sqlx::Error> {
+    let mut net: BTreeMap<(Uuid, Uuid), Option<TimeWindow>> = BTreeMap::new();
+    for r in rows.iter().filter(|r| written.contains(&r.id)) {
+        for (booking_id, window) in &r.hold_changes {
+            net.insert((r.id, *booking_id), *window);
+        }
+    }
+    if net.is_empty() {
+        return Ok(());
+    }
+    let (mut held, mut released): (Vec<_>, Vec<_>) = (Vec::new(), Vec::new());
+    for ((vehicle_id, booking_id), window) in net {
+        match window {
+            Some(w) => held.push((vehicle_id, booking_id, w)),
+            None => released.push((vehicle_id, booking_id)),
+        }
+    }
+    if !released.is_empty() {
+        let (vehicles, bookings): (Vec<Uuid>, Vec<Uuid>) = released.into_iter().unzip();
+        sqlx::query(&format!(
+            "DELETE FROM {holds_table} h USING UNNEST($1::uuid[], $2::uuid[]) AS u(v, b) \
+             WHERE h.vehicle_id = u.v AND h.booking_id = u.b"
+        ))
+        .bind(vehicles)
+        .bind(bookings)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !held.is_empty() {
+        let vehicles: Vec<Uuid> = held.iter().map(|h| h.0).collect();
+        let bookings: Vec<Uuid> = held.iter().map(|h| h.1).collect();
+        let starts: Vec<DateTime<Utc>> = held.iter().map(|h| h.2.start).collect();
+        let ends: Vec<DateTime<Utc>> = held.iter().map(|h| h.2.end).collect();
+        sqlx::query(&format!(
+            "INSERT INTO {holds_table} (vehicle_id, booking_id, start_at, end_at) \
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[]) \
+             ON CONFLICT (vehicle_id, booking_id) \
+             DO UPDATE SET start_at = EXCLUDED.start_at, end_at = EXCLUDED.end_at"
+        ))
+        .bind(vehicles)
+        .bind(bookings)
+        .bind(starts)
+        .bind(ends)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Inserts or replaces whole rows, never with an older state; the ids written.
+async fn upsert(
+    conn: &mut PgConnection,
+    table: &str,
+    rows: &[&VehicleRow],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
     }
     let n = rows.len();
     let mut id = Vec::with_capacity(n);
@@ -412,8 +519,6 @@ pub(crate) async fn write(
     let mut weekly_blocked = Vec::with_capacity(n);
     let mut dated_available = Vec::with_capacity(n);
     let mut dated_blocked = Vec::with_capacity(n);
-    let mut holds = Vec::with_capacity(n);
-    let mut reserved = Vec::with_capacity(n);
     let mut search_text = Vec::with_capacity(n);
     let mut removed_at: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(n);
     let mut created_at = Vec::with_capacity(n);
@@ -444,8 +549,6 @@ pub(crate) async fn write(
         weekly_blocked.push(int_multirange(&rules.weekly_minutes(true)));
         dated_available.push(tstz_multirange(&rules.dated_instants(false)));
         dated_blocked.push(tstz_multirange(&rules.dated_instants(true)));
-        holds.push(serde_json::to_string(&r.holds.0).unwrap_or_else(|_| "[]".into()));
-        reserved.push(r.reserved());
         search_text.push(r.search_text());
         removed_at.push(r.removed_at);
         created_at.push(r.created_at);
@@ -458,27 +561,26 @@ pub(crate) async fn write(
            transmission, hourly_rate, location_address, location_lat, location_lng, status, images, \
            description, availability, has_available_rules, weekly_available, weekly_blocked, \
            dated_available, dated_blocked, search_text, removed_at, created_at, updated_at, \
-           last_sequence, last_position, holds, reserved) \
+           last_sequence, last_position) \
          SELECT u.id, u.owner_id, u.license_plate, u.make, u.model, u.year, u.color, u.fuel_type, \
            u.transmission, u.hourly_rate, u.location_address, u.location_lat, u.location_lng, u.status, \
            u.images::jsonb, u.description, u.availability::jsonb, u.has_available_rules, \
            u.weekly_available::int4multirange, u.weekly_blocked::int4multirange, \
            u.dated_available::tstzmultirange, u.dated_blocked::tstzmultirange, u.search_text, \
-           u.removed_at, u.created_at, u.updated_at, u.last_sequence, u.last_position, \
-           u.holds::jsonb, u.reserved::tstzmultirange \
+           u.removed_at, u.created_at, u.updated_at, u.last_sequence, u.last_position \
          FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::text[], \
            $8::text[], $9::text[], $10::int8[], $11::text[], $12::float8[], $13::float8[], $14::text[], \
            $15::text[], $16::text[], $17::text[], $18::bool[], $19::text[], $20::text[], $21::text[], \
            $22::text[], $23::text[], $24::timestamptz[], $25::timestamptz[], $26::timestamptz[], \
-           $27::int8[], $28::int8[], $29::text[], $30::text[]) \
+           $27::int8[], $28::int8[]) \
            AS u(id, owner_id, license_plate, make, model, year, color, fuel_type, transmission, \
              hourly_rate, location_address, location_lat, location_lng, status, images, description, \
              availability, has_available_rules, weekly_available, weekly_blocked, dated_available, \
              dated_blocked, search_text, removed_at, created_at, updated_at, last_sequence, \
-             last_position, holds, reserved) \
-         {UPSERT}"
+             last_position) \
+         {UPSERT} RETURNING cur.id"
     );
-    sqlx::query(&sql)
+    sqlx::query_scalar(&sql)
         .bind(id)
         .bind(owner_id)
         .bind(plate)
@@ -507,9 +609,6 @@ pub(crate) async fn write(
         .bind(updated_at)
         .bind(last_sequence)
         .bind(last_position)
-        .bind(holds)
-        .bind(reserved)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+        .fetch_all(&mut *conn)
+        .await
 }
