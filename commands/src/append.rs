@@ -101,8 +101,7 @@ pub async fn append(
             payloads.push(payload.clone());
         }
     }
-    let mut tx = pool.begin().await?;
-    let written: Result<Vec<(String, i64)>, sqlx::Error> = sqlx::query_as(
+    let insert = sqlx::query_as(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
            payload, metadata) \
          SELECT t, i, s, e, v, p, $7 \
@@ -116,22 +115,26 @@ pub async fn append(
     .bind(&event_types)
     .bind(&versions)
     .bind(&payloads)
-    .bind(&meta)
-    .fetch_all(&mut *tx)
-    .await;
-    let written = match written {
-        Ok(rows) => rows,
-        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("23505") => {
-            return Err(InfraError::Conflict)
-        }
-        Err(e) => return Err(e.into()),
+    .bind(&meta);
+    let conflict = |e: sqlx::Error| match e {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => InfraError::Conflict,
+        e => e.into(),
     };
-    for batch in batches {
-        if let Some((sequence, payload)) = &batch.snapshot {
-            write_snapshot(&mut tx, batch, *sequence, payload).await?;
+    // One statement is atomic on its own: without a snapshot to write alongside, the insert
+    // commits by itself (no BEGIN and COMMIT round trips).
+    let written: Vec<(String, i64)> = if batches.iter().all(|b| b.snapshot.is_none()) {
+        insert.fetch_all(pool).await.map_err(conflict)?
+    } else {
+        let mut tx = pool.begin().await?;
+        let written = insert.fetch_all(&mut *tx).await.map_err(conflict)?;
+        for batch in batches {
+            if let Some((sequence, payload)) = &batch.snapshot {
+                write_snapshot(&mut tx, batch, *sequence, payload).await?;
+            }
         }
-    }
-    tx.commit().await?;
+        tx.commit().await?;
+        written
+    };
     Ok(written
         .into_iter()
         .filter_map(|(tx, position)| {

@@ -217,6 +217,24 @@ impl ProjectionRunner {
             return Ok(Step::Idle);
         };
         let started = Instant::now();
+        if !events
+            .iter()
+            .any(|e| self.projection.handles(&e.aggregate_type))
+        {
+            // Nothing here for this projection: move the checkpoint past the batch in one
+            // statement, unless someone else moved it meanwhile.
+            if !skip_past(&self.pool, name, from, last, events.len()).await? {
+                self.remember(None);
+                return Ok(Step::Raced);
+            }
+            self.remember(Some(last));
+            self.after_commit(last, events.len(), &[], started);
+            return Ok(Step::Applied {
+                events: events.len(),
+                poisoned: 0,
+                cursor: last,
+            });
+        }
         let mut tx = self.pool.begin().await?;
         relaxed_commit(&mut tx).await?;
         if lock_checkpoint(&mut tx, name).await? != from {
@@ -420,6 +438,35 @@ pub(crate) async fn advance(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Moves the checkpoint from `from` to `to` over events the projection does not handle, in one
+/// statement (asynchronous commit: losing it only means reading those events again). `false`
+/// when the checkpoint was no longer at `from` (another worker, a rebuild or an operator moved
+/// it).
+async fn skip_past(
+    pool: &PgPool,
+    projection: &str,
+    from: StreamCursor,
+    to: StreamCursor,
+    events: usize,
+) -> Result<bool, sqlx::Error> {
+    let moved = sqlx::query(
+        "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)) \
+         UPDATE projection_checkpoints SET transaction_id = $4::text::xid8, global_position = $5, \
+           events_seen = events_seen + $6, updated_at = now() \
+         FROM relaxed \
+         WHERE projection = $1 AND transaction_id = $2::text::xid8 AND global_position = $3",
+    )
+    .bind(projection)
+    .bind(from.transaction_id.to_string())
+    .bind(from.position)
+    .bind(to.transaction_id.to_string())
+    .bind(to.position)
+    .bind(i64::try_from(events).unwrap_or(i64::MAX))
+    .execute(pool)
+    .await?;
+    Ok(moved.rows_affected() == 1)
 }
 
 /// Records poisoned events (once each) in the dead-letter table.

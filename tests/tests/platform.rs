@@ -267,7 +267,10 @@ async fn a_gap_in_an_aggregate_is_repaired_from_the_log() {
             .fetch_one(&db.pool)
             .await
             .unwrap();
-    assert_eq!(holds, 1, "two holds were repaired from the log, one of them released");
+    assert_eq!(
+        holds, 1,
+        "two holds were repaired from the log, one of them released"
+    );
 
     // The repaired row equals the row built from the whole stream.
     let repaired = snapshot(&db.pool).await;

@@ -1516,3 +1516,47 @@ async fn search_pages_through_a_fleet_parked_at_one_spot() {
     assert_eq!(seen.first(), Some(&near));
     assert_eq!(seen.last(), Some(&far));
 }
+
+#[tokio::test]
+async fn search_walks_past_many_nearer_cars_that_do_not_match() {
+    let app = TestApp::spawn().await;
+    let (_, host) = app.user(Role::Host);
+    // Sixty cars in a line going north, ~55 m apart: the nearest fifty cost too much for the
+    // search, the ten farthest match. With one result per page the first round of candidates
+    // (16) holds no match, nor does the second (32): the search has to keep walking outward.
+    let mut cheap = Vec::new();
+    for i in 0..60 {
+        let mut body = vehicle_body(37.5650 + 0.0005 * f64::from(i), 126.9800);
+        body["hourly_rate"] = json!(if i < 50 { 30_000 } else { 10_000 });
+        let id = id_of(&app.register_vehicle(&host, &body).await);
+        if i >= 50 {
+            cheap.push(id);
+        }
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..20 {
+        let extra = match &cursor {
+            Some(c) => format!("&limit=1&max_price=15000&cursor={c}"),
+            None => "&limit=1&max_price=15000".to_string(),
+        };
+        let res = app.get(&search_path(37.5640, 126.9800, &extra), None).await;
+        assert_eq!(res.status(), 200);
+        let next = res
+            .headers()
+            .get("x-next-cursor")
+            .map(|v| v.to_str().unwrap().to_string());
+        let page: Value = res.json().await.unwrap();
+        let page = page.as_array().unwrap();
+        assert!(page.len() <= 1);
+        for hit in page {
+            assert_eq!(hit["hourly_rate"], 10_000, "{hit}");
+            seen.push(id_of(hit));
+        }
+        match next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, cheap, "the ten matches, nearest first, each once");
+}

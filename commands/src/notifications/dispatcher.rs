@@ -46,6 +46,16 @@ pub struct DispatchSettings {
     pub stale_after: Duration,
 }
 
+/// The outcomes of a dispatched batch, column by column, for one `UPDATE`.
+#[derive(Default)]
+struct Recorded {
+    ids: Vec<Uuid>,
+    channels: Vec<String>,
+    statuses: Vec<&'static str>,
+    errors: Vec<Option<String>>,
+    delays: Vec<f64>,
+}
+
 impl Default for DispatchSettings {
     fn default() -> Self {
         DispatchSettings {
@@ -247,6 +257,7 @@ impl Dispatcher {
             .collect()
             .await;
         let mut report = DispatchReport::default();
+        let mut recorded = Recorded::default();
         for (c, outcome) in outcomes {
             let (status, error, label) = match outcome {
                 Outcome::Sent => {
@@ -270,22 +281,29 @@ impl Dispatcher {
                 .with_label_values(&[c.channel.as_str(), label])
                 .inc();
             // A retry waits 2^attempts seconds (2, 4, 8, 16 s).
-            let delay = 2_f64.powi(c.attempts.clamp(1, 10));
-            sqlx::query(
-                "UPDATE notification_deliveries SET status = $3, last_error = $4, \
-                     finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE now() END, \
-                     next_attempt_at = CASE WHEN $3 = 'pending' \
-                         THEN now() + make_interval(secs => $5) ELSE next_attempt_at END \
-                 WHERE notification_id = $1 AND channel = $2",
-            )
-            .bind(c.notification_id)
-            .bind(&c.channel)
-            .bind(status)
-            .bind(error)
-            .bind(delay)
-            .execute(&self.pool)
-            .await?;
+            recorded.ids.push(c.notification_id);
+            recorded.channels.push(c.channel);
+            recorded.statuses.push(status);
+            recorded.errors.push(error);
+            recorded.delays.push(2_f64.powi(c.attempts.clamp(1, 10)));
         }
+        // Every outcome of the batch in one statement.
+        sqlx::query(
+            "UPDATE notification_deliveries d SET status = u.status, last_error = u.error, \
+                 finished_at = CASE WHEN u.status = 'pending' THEN NULL ELSE now() END, \
+                 next_attempt_at = CASE WHEN u.status = 'pending' \
+                     THEN now() + make_interval(secs => u.delay) ELSE d.next_attempt_at END \
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::float8[]) \
+               AS u(id, channel, status, error, delay) \
+             WHERE d.notification_id = u.id AND d.channel = u.channel",
+        )
+        .bind(recorded.ids)
+        .bind(recorded.channels)
+        .bind(recorded.statuses)
+        .bind(recorded.errors)
+        .bind(recorded.delays)
+        .execute(&self.pool)
+        .await?;
         Ok(report)
     }
 

@@ -228,13 +228,128 @@ enum Arg {
 /// Active vehicles within the radius that are bookable for the whole window, nearest first,
 /// and the cursor of the next page if there is one.
 ///
-/// The spatial part is a KNN scan of the GiST index on the projected point; availability is
-/// checked on precomputed multiranges: weekly minute-of-week ranges and dated instants (see
-/// `docs/read-models.md`).
+/// Nearest first, the search walks the GiST index on the projected point outward (KNN) in
+/// rounds: each round takes the next candidates by distance with a query that has nothing but
+/// the index's own condition (so the planner always walks the index and stops), then checks
+/// those candidates by id against every filter: the radius, availability on precomputed
+/// multiranges (weekly minute-of-week ranges and dated instants, see `docs/read-models.md`),
+/// the holds of bookings, text, fuel, gearbox and price. Rounds grow until the page is full or
+/// the radius is exhausted. Put together in one statement, the planner misjudges how many cars
+/// pass the filters (PostGIS counts the radius twice, and held cars look rarer than they are)
+/// and reads and sorts the whole radius instead.
+///
+/// Best rating first needs every match in the radius anyway: one statement.
 pub async fn search(
     pool: &PgPool,
     q: &SearchQuery,
 ) -> Result<(Vec<SearchHit>, Option<SearchCursor>), sqlx::Error> {
+    let mut hits = match q.sort {
+        SearchSort::Distance => nearest(pool, q).await?,
+        SearchSort::Rating => fetch_hits(pool, q, None).await?,
+    };
+    // Ties in distance come back in no particular order: show them by id.
+    hits.sort_by(|a, b| {
+        a.sort_key
+            .total_cmp(&b.sort_key)
+            .then(a.vehicle.id.cmp(&b.vehicle.id))
+    });
+    let next = if hits.len() as i64 > q.limit {
+        hits.truncate(usize::try_from(q.limit).unwrap_or(0));
+        hits.last().map(|last| {
+            let key = last.sort_key;
+            let mut seen: Vec<Uuid> = match &q.after {
+                Some(prev) if prev.key == key => prev.seen.clone(),
+                _ => Vec::new(),
+            };
+            seen.extend(
+                hits.iter()
+                    .filter(|h| h.sort_key == key)
+                    .map(|h| h.vehicle.id),
+            );
+            seen.truncate(MAX_SEEN);
+            SearchCursor { key, seen }
+        })
+    } else {
+        None
+    };
+    Ok((
+        hits.into_iter()
+            .map(|h| SearchHit {
+                vehicle: h.vehicle,
+                distance_km: h.distance_km,
+                vehicle_rating: Rating {
+                    average: h.vehicle_rating,
+                    count: h.vehicle_reviews,
+                },
+                host_rating: Rating {
+                    average: h.host_rating,
+                    count: h.host_reviews,
+                },
+            })
+            .collect(),
+        next,
+    ))
+}
+
+/// Candidates taken in the first round of a nearest-first search, per result wanted.
+const FIRST_ROUND_PER_HIT: i64 = 8;
+/// Most candidates taken in one round.
+const MAX_ROUND: i64 = 8_000;
+
+/// Nearest-first search in rounds of candidates (see [`search`]): at most `limit + 1` hits.
+async fn nearest(pool: &PgPool, q: &SearchQuery) -> Result<Vec<HitRow>, sqlx::Error> {
+    let wanted = q.limit + 1;
+    let mut round = (wanted * FIRST_ROUND_PER_HIT).clamp(1, MAX_ROUND);
+    let mut after = q.after.clone();
+    let mut hits: Vec<HitRow> = Vec::new();
+    loop {
+        let candidates: Vec<(Uuid, f64)> = sqlx::query_as(&format!(
+            "SELECT id, location <-> {CENTER} AS d FROM read.vehicles \
+             WHERE status = 'active' AND removed_at IS NULL \
+               AND location && ST_Expand({CENTER}, $3) \
+               AND ($5::float8 IS NULL OR location <-> {CENTER} > $5 \
+                    OR (location <-> {CENTER} = $5 AND id <> ALL($6::uuid[]))) \
+             ORDER BY location <-> {CENTER} LIMIT $4"
+        ))
+        .bind(q.lat)
+        .bind(q.lng)
+        .bind(q.radius_km * 1000.0)
+        .bind(round)
+        .bind(after.as_ref().map(|a| a.key))
+        .bind(after.as_ref().map(|a| a.seen.clone()).unwrap_or_default())
+        .fetch_all(pool)
+        .await?;
+        let exhausted = i64::try_from(candidates.len()).unwrap_or(i64::MAX) < round;
+        let Some(&(_, last)) = candidates.last() else {
+            break;
+        };
+        let ids: Vec<Uuid> = candidates.iter().map(|c| c.0).collect();
+        let need = wanted - i64::try_from(hits.len()).unwrap_or(i64::MAX);
+        let mut found = fetch_hits(pool, q, Some((&ids, need))).await?;
+        hits.append(&mut found);
+        if exhausted || i64::try_from(hits.len()).unwrap_or(i64::MAX) >= wanted {
+            break;
+        }
+        // The next round starts after the last candidate (and after the ones tied with it).
+        let mut seen: Vec<Uuid> = match &after {
+            Some(prev) if prev.key == last => prev.seen.clone(),
+            _ => Vec::new(),
+        };
+        seen.extend(candidates.iter().filter(|c| c.1 == last).map(|c| c.0));
+        after = Some(SearchCursor { key: last, seen });
+        round = (round * 2).min(MAX_ROUND);
+    }
+    Ok(hits)
+}
+
+/// The matches of the search's filters, sorted by its order. With `candidates`, only among
+/// those vehicles and at most that many (the nearest-first rounds, whose cursor is applied
+/// when choosing candidates); without, anywhere in the radius after the query's cursor.
+async fn fetch_hits(
+    pool: &PgPool,
+    q: &SearchQuery,
+    candidates: Option<(&[Uuid], i64)>,
+) -> Result<Vec<HitRow>, sqlx::Error> {
     let ((a1, b1), (a2, b2)) = q.window.week_pieces();
     let to_i32 = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
     // $1..$11 are fixed; optional filters take $12 onwards, in the order they are added.
@@ -278,6 +393,10 @@ pub async fn search(
         args.push(arg);
         format!("${}", 11 + args.len())
     };
+    if let Some((ids, _)) = candidates {
+        let p = placeholder(&mut args, Arg::Ids(ids.to_vec()));
+        sql.push_str(&format!(" AND id = ANY({p}::uuid[])"));
+    }
     if let Some(text) = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         let p = placeholder(&mut args, Arg::Text(like_pattern(text)));
         sql.push_str(&format!(" AND search_text ILIKE {p} ESCAPE '\\'"));
@@ -298,7 +417,7 @@ pub async fn search(
         let p = placeholder(&mut args, Arg::Int(max));
         sql.push_str(&format!(" AND hourly_rate <= {p}"));
     }
-    if let Some(after) = &q.after {
+    if let (Some(after), None) = (&q.after, candidates) {
         let k = placeholder(&mut args, Arg::Float(after.key));
         let seen = placeholder(&mut args, Arg::Ids(after.seen.clone()));
         sql.push_str(&format!(
@@ -306,9 +425,10 @@ pub async fn search(
                OR ({sort_key} = {k} AND id <> ALL({seen}::uuid[])))"
         ));
     }
-    // Ordering by the distance alone lets Postgres walk the GiST index nearest-first and stop
-    // after the page; a second sort key would force it to collect the whole radius and sort.
-    let limit = placeholder(&mut args, Arg::Int(q.limit + 1));
+    let limit = placeholder(
+        &mut args,
+        Arg::Int(candidates.map_or(q.limit + 1, |(_, need)| need)),
+    );
     sql.push_str(&format!(" ORDER BY {sort_key} LIMIT {limit}"));
 
     let mut query = sqlx::query_as::<_, HitRow>(&sql)
@@ -331,47 +451,5 @@ pub async fn search(
             Arg::Ids(v) => query.bind(v),
         };
     }
-    let mut hits: Vec<HitRow> = query.fetch_all(pool).await?;
-    // Ties in distance come back in no particular order: show them by id.
-    hits.sort_by(|a, b| {
-        a.sort_key
-            .total_cmp(&b.sort_key)
-            .then(a.vehicle.id.cmp(&b.vehicle.id))
-    });
-    let next = if hits.len() as i64 > q.limit {
-        hits.truncate(usize::try_from(q.limit).unwrap_or(0));
-        hits.last().map(|last| {
-            let key = last.sort_key;
-            let mut seen: Vec<Uuid> = match &q.after {
-                Some(prev) if prev.key == key => prev.seen.clone(),
-                _ => Vec::new(),
-            };
-            seen.extend(
-                hits.iter()
-                    .filter(|h| h.sort_key == key)
-                    .map(|h| h.vehicle.id),
-            );
-            seen.truncate(MAX_SEEN);
-            SearchCursor { key, seen }
-        })
-    } else {
-        None
-    };
-    Ok((
-        hits.into_iter()
-            .map(|h| SearchHit {
-                vehicle: h.vehicle,
-                distance_km: h.distance_km,
-                vehicle_rating: Rating {
-                    average: h.vehicle_rating,
-                    count: h.vehicle_reviews,
-                },
-                host_rating: Rating {
-                    average: h.host_rating,
-                    count: h.host_reviews,
-                },
-            })
-            .collect(),
-        next,
-    ))
+    query.fetch_all(pool).await
 }
