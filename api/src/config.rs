@@ -234,6 +234,10 @@ pub struct Settings {
     pub projection_batch_size: i64,
     /// Projection poll interval (`PROJECTION_POLL_INTERVAL_MS`, default 50).
     pub projection_poll_interval: Duration,
+    /// How long a projection worker lets events gather after a wake-up or a partial batch
+    /// (`PROJECTION_LINGER_MS`, 0–100, default 3): fewer, larger transactions under a steady
+    /// stream, for that much more wait before a write shows.
+    pub projection_linger: Duration,
     /// How long a command waits for the read models to show its write (`READ_YOUR_WRITES_TIMEOUT_MS`, default 3000).
     pub read_your_writes_timeout: Duration,
     /// Largest JSON body accepted (`MAX_JSON_BODY_BYTES`, default 65536).
@@ -696,6 +700,7 @@ impl Settings {
             stream: StreamSettings::from_source(src)?,
             projection_batch_size: parsed(src, "PROJECTION_BATCH_SIZE", 500)?,
             projection_poll_interval: millis(src, "PROJECTION_POLL_INTERVAL_MS", 50)?,
+            projection_linger: millis(src, "PROJECTION_LINGER_MS", 3)?,
             read_your_writes_timeout: millis(src, "READ_YOUR_WRITES_TIMEOUT_MS", 3_000)?,
             max_json_body_bytes: parsed(src, "MAX_JSON_BODY_BYTES", 64 * 1024)?,
             booking: BookingSettings::from_source(src)?,
@@ -720,6 +725,9 @@ impl Settings {
                 "PROJECTION_BATCH_SIZE",
                 "must be between 1 and 10000",
             ));
+        }
+        if self.projection_linger > Duration::from_millis(100) {
+            return Err(invalid("PROJECTION_LINGER_MS", "must be between 0 and 100"));
         }
         if self.rate_limit_ip_per_minute == 0
             || self.rate_limit_user_per_hour == 0
@@ -772,6 +780,7 @@ mod tests {
         assert_eq!(s.port, 3000);
         assert!(s.kakao.is_none());
         assert_eq!(s.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(s.projection_linger, Duration::from_millis(3));
     }
 
     #[test]
@@ -804,6 +813,8 @@ mod tests {
             ("BOOKING_RESPONSE_HOURS", "0"),
             ("BOOKING_EXPIRY_INTERVAL_MS", "10"),
             ("STORAGE_BACKEND", "ftp"),
+            ("PROJECTION_LINGER_MS", "101"),
+            ("PROJECTION_LINGER_MS", "soon"),
         ] {
             let mut env = base();
             env.insert(var.into(), value.into());

@@ -276,7 +276,7 @@ impl Application {
             runner: RunnerSettings {
                 batch_size: settings.projection_batch_size,
                 poll_interval: settings.projection_poll_interval,
-                ..RunnerSettings::default()
+                linger: settings.projection_linger,
             },
             board: &board,
             signal: &signal,

@@ -1522,8 +1522,9 @@ async fn search_walks_past_many_nearer_cars_that_do_not_match() {
     let app = TestApp::spawn().await;
     let (_, host) = app.user(Role::Host);
     // Sixty cars in a line going north, ~55 m apart: the nearest fifty cost too much for the
-    // search, the ten farthest match. With one result per page the first round of candidates
-    // (16) holds no match, nor does the second (32): the search has to keep walking outward.
+    // search, the ten farthest match. With one result per page the index walk's candidates
+    // (16) hold no match: the search goes on through the rest of the radius, and every page
+    // after a cursor does the same from there.
     let mut cheap = Vec::new();
     for i in 0..60 {
         let mut body = vehicle_body(37.5650 + 0.0005 * f64::from(i), 126.9800);

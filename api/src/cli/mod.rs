@@ -165,13 +165,23 @@ fn runner_settings() -> Result<RunnerSettings, ConfigError> {
             reason: "must be between 1 and 10000".into(),
         });
     }
+    let linger = read(
+        "PROJECTION_LINGER_MS",
+        u64::try_from(defaults.linger.as_millis()).unwrap_or(3),
+    )?;
+    if linger > 100 {
+        return Err(ConfigError::Invalid {
+            var: "PROJECTION_LINGER_MS",
+            reason: "must be between 0 and 100".into(),
+        });
+    }
     Ok(RunnerSettings {
         batch_size: i64::try_from(batch).unwrap_or(500),
         poll_interval: Duration::from_millis(read(
             "PROJECTION_POLL_INTERVAL_MS",
             u64::try_from(defaults.poll_interval.as_millis()).unwrap_or(50),
         )?),
-        ..defaults
+        linger: Duration::from_millis(linger),
     })
 }
 

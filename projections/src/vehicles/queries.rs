@@ -228,15 +228,18 @@ enum Arg {
 /// Active vehicles within the radius that are bookable for the whole window, nearest first,
 /// and the cursor of the next page if there is one.
 ///
-/// Nearest first, the search walks the GiST index on the projected point outward (KNN) in
-/// rounds: each round takes the next candidates by distance with a query that has nothing but
-/// the index's own condition (so the planner always walks the index and stops), then checks
-/// those candidates by id against every filter: the radius, availability on precomputed
-/// multiranges (weekly minute-of-week ranges and dated instants, see `docs/read-models.md`),
-/// the holds of bookings, text, fuel, gearbox and price. Rounds grow until the page is full or
-/// the radius is exhausted. Put together in one statement, the planner misjudges how many cars
-/// pass the filters (PostGIS counts the radius twice, and held cars look rarer than they are)
-/// and reads and sorts the whole radius instead.
+/// Availability is checked on precomputed multiranges: weekly minute-of-week ranges, dated
+/// instants and the windows bookings hold (see `docs/read-models.md`).
+///
+/// Nearest first, the search first walks the GiST index on the projected point outward (KNN)
+/// for a round of candidates, with a query that has nothing but the index's own condition (so
+/// the planner always walks the index and stops), and checks those candidates by id against
+/// every filter. That fills the page in a few milliseconds wherever matches are not rare. When
+/// they are (most cars near the point held for the window), one statement searches the rest of
+/// the radius, and the planner reads the radius in physical order and sorts. In one statement
+/// from the start, the planner misjudges how many cars pass the filters (PostGIS counts the
+/// radius twice, held cars look rarer than they are) and takes that read-and-sort path even
+/// where the walk would stop after a page.
 ///
 /// Best rating first needs every match in the radius anyway: one statement.
 pub async fn search(
@@ -245,7 +248,9 @@ pub async fn search(
 ) -> Result<(Vec<SearchHit>, Option<SearchCursor>), sqlx::Error> {
     let mut hits = match q.sort {
         SearchSort::Distance => nearest(pool, q).await?,
-        SearchSort::Rating => fetch_hits(pool, q, None).await?,
+        SearchSort::Rating => {
+            fetch_hits(pool, q, Scope::After(q.after.as_ref()), q.limit + 1).await?
+        }
     };
     // Ties in distance come back in no particular order: show them by id.
     hits.sort_by(|a, b| {
@@ -291,64 +296,69 @@ pub async fn search(
     ))
 }
 
-/// Candidates taken in the first round of a nearest-first search, per result wanted.
-const FIRST_ROUND_PER_HIT: i64 = 8;
-/// Most candidates taken in one round.
-const MAX_ROUND: i64 = 8_000;
+/// Candidates taken by the index walk of a nearest-first search, per result wanted.
+const CANDIDATES_PER_HIT: i64 = 8;
+/// Most candidates taken by the index walk.
+const MAX_CANDIDATES: i64 = 2_000;
 
-/// Nearest-first search in rounds of candidates (see [`search`]): at most `limit + 1` hits.
+/// Nearest-first search (see [`search`]): at most `limit + 1` hits.
 async fn nearest(pool: &PgPool, q: &SearchQuery) -> Result<Vec<HitRow>, sqlx::Error> {
     let wanted = q.limit + 1;
-    let mut round = (wanted * FIRST_ROUND_PER_HIT).clamp(1, MAX_ROUND);
-    let mut after = q.after.clone();
-    let mut hits: Vec<HitRow> = Vec::new();
-    loop {
-        let candidates: Vec<(Uuid, f64)> = sqlx::query_as(&format!(
-            "SELECT id, location <-> {CENTER} AS d FROM read.vehicles \
-             WHERE status = 'active' AND removed_at IS NULL \
-               AND location && ST_Expand({CENTER}, $3) \
-               AND ($5::float8 IS NULL OR location <-> {CENTER} > $5 \
-                    OR (location <-> {CENTER} = $5 AND id <> ALL($6::uuid[]))) \
-             ORDER BY location <-> {CENTER} LIMIT $4"
-        ))
-        .bind(q.lat)
-        .bind(q.lng)
-        .bind(q.radius_km * 1000.0)
-        .bind(round)
-        .bind(after.as_ref().map(|a| a.key))
-        .bind(after.as_ref().map(|a| a.seen.clone()).unwrap_or_default())
-        .fetch_all(pool)
-        .await?;
-        let exhausted = i64::try_from(candidates.len()).unwrap_or(i64::MAX) < round;
-        let Some(&(_, last)) = candidates.last() else {
-            break;
-        };
-        let ids: Vec<Uuid> = candidates.iter().map(|c| c.0).collect();
-        let need = wanted - i64::try_from(hits.len()).unwrap_or(i64::MAX);
-        let mut found = fetch_hits(pool, q, Some((&ids, need))).await?;
-        hits.append(&mut found);
-        if exhausted || i64::try_from(hits.len()).unwrap_or(i64::MAX) >= wanted {
-            break;
-        }
-        // The next round starts after the last candidate (and after the ones tied with it).
-        let mut seen: Vec<Uuid> = match &after {
-            Some(prev) if prev.key == last => prev.seen.clone(),
-            _ => Vec::new(),
-        };
-        seen.extend(candidates.iter().filter(|c| c.1 == last).map(|c| c.0));
-        after = Some(SearchCursor { key: last, seen });
-        round = (round * 2).min(MAX_ROUND);
+    let take = (wanted * CANDIDATES_PER_HIT).clamp(1, MAX_CANDIDATES);
+    let after = q.after.as_ref();
+    let candidates: Vec<(Uuid, f64)> = sqlx::query_as(&format!(
+        "SELECT id, location <-> {CENTER} AS d FROM read.vehicles \
+         WHERE status = 'active' AND removed_at IS NULL \
+           AND location && ST_Expand({CENTER}, $3) \
+           AND ($5::float8 IS NULL OR location <-> {CENTER} > $5 \
+                OR (location <-> {CENTER} = $5 AND id <> ALL($6::uuid[]))) \
+         ORDER BY location <-> {CENTER} LIMIT $4"
+    ))
+    .bind(q.lat)
+    .bind(q.lng)
+    .bind(q.radius_km * 1000.0)
+    .bind(take)
+    .bind(after.map(|a| a.key))
+    .bind(after.map(|a| a.seen.clone()).unwrap_or_default())
+    .fetch_all(pool)
+    .await?;
+    let Some(&(_, last)) = candidates.last() else {
+        return Ok(Vec::new());
+    };
+    let ids: Vec<Uuid> = candidates.iter().map(|c| c.0).collect();
+    let mut hits = fetch_hits(pool, q, Scope::Among(&ids), wanted).await?;
+    let count = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+    if count(hits.len()) >= wanted || count(candidates.len()) < take {
+        return Ok(hits);
     }
+    // Matches are rare here: the rest of the radius, after the last candidate (and after the
+    // ones tied with it), in one statement.
+    let mut seen: Vec<Uuid> = match after {
+        Some(prev) if prev.key == last => prev.seen.clone(),
+        _ => Vec::new(),
+    };
+    seen.extend(candidates.iter().filter(|c| c.1 == last).map(|c| c.0));
+    let rest = SearchCursor { key: last, seen };
+    let need = wanted - count(hits.len());
+    hits.append(&mut fetch_hits(pool, q, Scope::After(Some(&rest)), need).await?);
     Ok(hits)
 }
 
-/// The matches of the search's filters, sorted by its order. With `candidates`, only among
-/// those vehicles and at most that many (the nearest-first rounds, whose cursor is applied
-/// when choosing candidates); without, anywhere in the radius after the query's cursor.
+/// Where [`fetch_hits`] looks.
+#[derive(Clone, Copy)]
+enum Scope<'a> {
+    /// Among these vehicles only.
+    Among(&'a [Uuid]),
+    /// Anywhere in the radius, after this cursor (in the search's order).
+    After(Option<&'a SearchCursor>),
+}
+
+/// At most `limit` matches of the search's filters in `scope`, sorted by the search's order.
 async fn fetch_hits(
     pool: &PgPool,
     q: &SearchQuery,
-    candidates: Option<(&[Uuid], i64)>,
+    scope: Scope<'_>,
+    limit: i64,
 ) -> Result<Vec<HitRow>, sqlx::Error> {
     let ((a1, b1), (a2, b2)) = q.window.week_pieces();
     let to_i32 = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
@@ -380,8 +390,7 @@ async fn fetch_hits(
            AND ST_DWithin(location, {CENTER}, $3) \
            AND NOT (weekly_blocked && int4range($4, $5)) AND NOT (weekly_blocked && int4range($6, $7)) \
            AND NOT (dated_blocked && tstzrange($8, $9)) \
-           AND NOT EXISTS (SELECT 1 FROM read.vehicle_holds h \
-             WHERE h.vehicle_id = read.vehicles.id AND h.start_at < $11 AND h.end_at > $10) \
+           AND NOT (reserved && tstzrange($10, $11)) \
            AND (NOT has_available_rules \
                 OR (weekly_available @> int4range($4, $5) AND weekly_available @> int4range($6, $7)) \
                 OR dated_available @> tstzrange($8, $9) \
@@ -393,7 +402,7 @@ async fn fetch_hits(
         args.push(arg);
         format!("${}", 11 + args.len())
     };
-    if let Some((ids, _)) = candidates {
+    if let Scope::Among(ids) = scope {
         let p = placeholder(&mut args, Arg::Ids(ids.to_vec()));
         sql.push_str(&format!(" AND id = ANY({p}::uuid[])"));
     }
@@ -417,7 +426,7 @@ async fn fetch_hits(
         let p = placeholder(&mut args, Arg::Int(max));
         sql.push_str(&format!(" AND hourly_rate <= {p}"));
     }
-    if let (Some(after), None) = (&q.after, candidates) {
+    if let Scope::After(Some(after)) = scope {
         let k = placeholder(&mut args, Arg::Float(after.key));
         let seen = placeholder(&mut args, Arg::Ids(after.seen.clone()));
         sql.push_str(&format!(
@@ -425,10 +434,7 @@ async fn fetch_hits(
                OR ({sort_key} = {k} AND id <> ALL({seen}::uuid[])))"
         ));
     }
-    let limit = placeholder(
-        &mut args,
-        Arg::Int(candidates.map_or(q.limit + 1, |(_, need)| need)),
-    );
+    let limit = placeholder(&mut args, Arg::Int(limit));
     sql.push_str(&format!(" ORDER BY {sort_key} LIMIT {limit}"));
 
     let mut query = sqlx::query_as::<_, HitRow>(&sql)

@@ -400,7 +400,7 @@ pub(crate) async fn write(
             written
         }
     };
-    write_holds(conn, holds_table, rows, &written).await
+    write_holds(conn, (table, holds_table), rows, &written).await
 }
 
 /// Moves the bookkeeping columns of rows whose events only changed holds.
@@ -435,7 +435,7 @@ async fn touch(
 /// Applies the net hold changes of the written rows: the last change per (vehicle, booking).
 async fn write_holds(
     conn: &mut PgConnection,
-    holds_table: &str,
+    (table, holds_table): (&str, &str),
     rows: &[&VehicleRow],
     written: &HashSet<Uuid>,
 ) -> Result<(), sqlx::Error> {
@@ -448,6 +448,8 @@ async fn write_holds(
     if net.is_empty() {
         return Ok(());
     }
+    let mut touched: Vec<Uuid> = net.keys().map(|(v, _)| *v).collect();
+    touched.dedup();
     let (mut held, mut released): (Vec<_>, Vec<_>) = (Vec::new(), Vec::new());
     for ((vehicle_id, booking_id), window) in net {
         match window {
@@ -484,6 +486,16 @@ async fn write_holds(
         .execute(&mut *conn)
         .await?;
     }
+    // The vehicle rows' `reserved` (what search tests) becomes the union of their holds.
+    sqlx::query(&format!(
+        "UPDATE {table} v SET reserved = coalesce( \
+           (SELECT range_agg(tstzrange(h.start_at, h.end_at)) FROM {holds_table} h \
+            WHERE h.vehicle_id = v.id), '{{}}') \
+         WHERE v.id = ANY($1)"
+    ))
+    .bind(&touched)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
