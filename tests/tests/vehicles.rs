@@ -1507,7 +1507,7 @@ async fn search_walks_past_many_nearer_cars_that_do_not_match() {
     let (_, host) = app.user(Role::Host);
     // Sixty cars in a line going north, ~55 m apart: the nearest fifty cost too much for the
     // search, the ten farthest match. With one result per page the index walk's candidates
-    // (16) hold no match: the search goes on through the rest of the radius, and every page
+    // (4) hold no match: the search goes on through the rest of the radius, and every page
     // after a cursor does the same from there.
     let mut cheap = Vec::new();
     for i in 0..60 {

@@ -297,7 +297,7 @@ pub async fn search(
 }
 
 /// Candidates taken by the index walk of a nearest-first search, per result wanted.
-const CANDIDATES_PER_HIT: i64 = 8;
+const CANDIDATES_PER_HIT: i64 = 2;
 /// Most candidates taken by the index walk.
 const MAX_CANDIDATES: i64 = 2_000;
 
