@@ -147,6 +147,17 @@ pub struct SearchCursor {
 const MAX_SEEN: usize = 500;
 
 impl SearchCursor {
+    /// The position after `key`, where `at_key` are the ids just passed with exactly that key
+    /// (added to those `prev` already held there, when it stood at the same key).
+    fn after(prev: Option<&SearchCursor>, key: f64, at_key: impl Iterator<Item = Uuid>) -> Self {
+        let mut seen: Vec<Uuid> = match prev {
+            Some(prev) if prev.key == key => prev.seen.clone(),
+            _ => Vec::new(),
+        };
+        seen.extend(at_key);
+        SearchCursor { key, seen }
+    }
+
     /// The opaque token (the float travels as its exact bits, ids in compact form).
     pub fn encode(&self) -> String {
         let ids: Vec<String> = self.seen.iter().map(|id| id.simple().to_string()).collect();
@@ -262,17 +273,15 @@ pub async fn search(
         hits.truncate(usize::try_from(q.limit).unwrap_or(0));
         hits.last().map(|last| {
             let key = last.sort_key;
-            let mut seen: Vec<Uuid> = match &q.after {
-                Some(prev) if prev.key == key => prev.seen.clone(),
-                _ => Vec::new(),
-            };
-            seen.extend(
+            let mut cursor = SearchCursor::after(
+                q.after.as_ref(),
+                key,
                 hits.iter()
                     .filter(|h| h.sort_key == key)
                     .map(|h| h.vehicle.id),
             );
-            seen.truncate(MAX_SEEN);
-            SearchCursor { key, seen }
+            cursor.seen.truncate(MAX_SEEN);
+            cursor
         })
     } else {
         None
@@ -333,12 +342,11 @@ async fn nearest(pool: &PgPool, q: &SearchQuery) -> Result<Vec<HitRow>, sqlx::Er
     }
     // Matches are rare here: the rest of the radius, after the last candidate (and after the
     // ones tied with it), in one statement.
-    let mut seen: Vec<Uuid> = match after {
-        Some(prev) if prev.key == last => prev.seen.clone(),
-        _ => Vec::new(),
-    };
-    seen.extend(candidates.iter().filter(|c| c.1 == last).map(|c| c.0));
-    let rest = SearchCursor { key: last, seen };
+    let rest = SearchCursor::after(
+        after,
+        last,
+        candidates.iter().filter(|c| c.1 == last).map(|c| c.0),
+    );
     let need = wanted - count(hits.len());
     hits.append(&mut fetch_hits(pool, q, Scope::After(Some(&rest)), need).await?);
     Ok(hits)
