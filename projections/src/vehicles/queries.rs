@@ -236,33 +236,21 @@ enum Arg {
     Ids(Vec<Uuid>),
 }
 
-/// Active vehicles within the radius that are bookable for the whole window, nearest first,
-/// and the cursor of the next page if there is one.
+/// Active vehicles within the radius that are bookable for the whole window, nearest first
+/// (or best rated first), and the cursor of the next page if there is one.
 ///
-/// Availability is checked on precomputed multiranges: weekly minute-of-week ranges, dated
-/// instants and the windows bookings hold (see `docs/read-models.md`).
-///
-/// Nearest first, the search first walks the GiST index on the projected point outward (KNN)
-/// for a round of candidates, with a query that has nothing but the index's own condition (so
-/// the planner always walks the index and stops), and checks those candidates by id against
-/// every filter. That fills the page in a few milliseconds wherever matches are not rare. When
-/// they are (most cars near the point held for the window), one statement searches the rest of
-/// the radius, and the planner reads the radius in physical order and sorts. In one statement
-/// from the start, the planner misjudges how many cars pass the filters (PostGIS counts the
-/// radius twice, held cars look rarer than they are) and takes that read-and-sort path even
-/// where the walk would stop after a page.
-///
-/// Best rating first needs every match in the radius anyway: one statement.
+/// One statement. Nearest first, Postgres walks the GiST index on the projected point outward
+/// (KNN) and stops after the page wherever matches are not rare; availability is checked on
+/// precomputed multiranges: weekly minute-of-week ranges, dated instants and the windows
+/// bookings hold (see `docs/read-models.md`). A two-step variant (a round of nearest
+/// candidates by the index alone, then the filters by id) was measured against this on the
+/// benchmark's data and dropped: it cost more where cars are mostly free (see
+/// `docs/benchmarks.md`).
 pub async fn search(
     pool: &PgPool,
     q: &SearchQuery,
 ) -> Result<(Vec<SearchHit>, Option<SearchCursor>), sqlx::Error> {
-    let mut hits = match q.sort {
-        SearchSort::Distance => nearest(pool, q).await?,
-        SearchSort::Rating => {
-            fetch_hits(pool, q, Scope::After(q.after.as_ref()), q.limit + 1).await?
-        }
-    };
+    let mut hits = fetch_hits(pool, q, q.after.as_ref(), q.limit + 1).await?;
     // Ties in distance come back in no particular order: show them by id.
     hits.sort_by(|a, b| {
         a.sort_key
@@ -305,67 +293,11 @@ pub async fn search(
     ))
 }
 
-/// Candidates taken by the index walk of a nearest-first search, per result wanted.
-const CANDIDATES_PER_HIT: i64 = 2;
-/// Most candidates taken by the index walk.
-const MAX_CANDIDATES: i64 = 2_000;
-
-/// Nearest-first search (see [`search`]): at most `limit + 1` hits.
-async fn nearest(pool: &PgPool, q: &SearchQuery) -> Result<Vec<HitRow>, sqlx::Error> {
-    let wanted = q.limit + 1;
-    let take = (wanted * CANDIDATES_PER_HIT).clamp(1, MAX_CANDIDATES);
-    let after = q.after.as_ref();
-    let candidates: Vec<(Uuid, f64)> = sqlx::query_as(&format!(
-        "SELECT id, location <-> {CENTER} AS d FROM read.vehicles \
-         WHERE status = 'active' AND removed_at IS NULL \
-           AND location && ST_Expand({CENTER}, $3) \
-           AND ($5::float8 IS NULL OR location <-> {CENTER} > $5 \
-                OR (location <-> {CENTER} = $5 AND id <> ALL($6::uuid[]))) \
-         ORDER BY location <-> {CENTER} LIMIT $4"
-    ))
-    .bind(q.lat)
-    .bind(q.lng)
-    .bind(q.radius_km * 1000.0)
-    .bind(take)
-    .bind(after.map(|a| a.key))
-    .bind(after.map(|a| a.seen.clone()).unwrap_or_default())
-    .fetch_all(pool)
-    .await?;
-    let Some(&(_, last)) = candidates.last() else {
-        return Ok(Vec::new());
-    };
-    let ids: Vec<Uuid> = candidates.iter().map(|c| c.0).collect();
-    let mut hits = fetch_hits(pool, q, Scope::Among(&ids), wanted).await?;
-    let count = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
-    if count(hits.len()) >= wanted || count(candidates.len()) < take {
-        return Ok(hits);
-    }
-    // Matches are rare here: the rest of the radius, after the last candidate (and after the
-    // ones tied with it), in one statement.
-    let rest = SearchCursor::after(
-        after,
-        last,
-        candidates.iter().filter(|c| c.1 == last).map(|c| c.0),
-    );
-    let need = wanted - count(hits.len());
-    hits.append(&mut fetch_hits(pool, q, Scope::After(Some(&rest)), need).await?);
-    Ok(hits)
-}
-
-/// Where [`fetch_hits`] looks.
-#[derive(Clone, Copy)]
-enum Scope<'a> {
-    /// Among these vehicles only.
-    Among(&'a [Uuid]),
-    /// Anywhere in the radius, after this cursor (in the search's order).
-    After(Option<&'a SearchCursor>),
-}
-
-/// At most `limit` matches of the search's filters in `scope`, sorted by the search's order.
+/// At most `limit` matches of the search's filters after `after`, in the search's order.
 async fn fetch_hits(
     pool: &PgPool,
     q: &SearchQuery,
-    scope: Scope<'_>,
+    after: Option<&SearchCursor>,
     limit: i64,
 ) -> Result<Vec<HitRow>, sqlx::Error> {
     let ((a1, b1), (a2, b2)) = q.window.week_pieces();
@@ -410,10 +342,6 @@ async fn fetch_hits(
         args.push(arg);
         format!("${}", 11 + args.len())
     };
-    if let Scope::Among(ids) = scope {
-        let p = placeholder(&mut args, Arg::Ids(ids.to_vec()));
-        sql.push_str(&format!(" AND id = ANY({p}::uuid[])"));
-    }
     if let Some(text) = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         let p = placeholder(&mut args, Arg::Text(like_pattern(text)));
         sql.push_str(&format!(" AND search_text ILIKE {p} ESCAPE '\\'"));
@@ -434,7 +362,7 @@ async fn fetch_hits(
         let p = placeholder(&mut args, Arg::Int(max));
         sql.push_str(&format!(" AND hourly_rate <= {p}"));
     }
-    if let Scope::After(Some(after)) = scope {
+    if let Some(after) = after {
         let k = placeholder(&mut args, Arg::Float(after.key));
         let seen = placeholder(&mut args, Arg::Ids(after.seen.clone()));
         sql.push_str(&format!(
@@ -442,6 +370,8 @@ async fn fetch_hits(
                OR ({sort_key} = {k} AND id <> ALL({seen}::uuid[])))"
         ));
     }
+    // Ordering by the distance alone lets Postgres walk the GiST index nearest-first and stop
+    // after the page; a second sort key would force it to collect the whole radius and sort.
     let limit = placeholder(&mut args, Arg::Int(limit));
     sql.push_str(&format!(" ORDER BY {sort_key} LIMIT {limit}"));
 
