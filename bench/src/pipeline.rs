@@ -18,7 +18,7 @@ use carshare_domain::vehicle::VehiclePatch;
 use carshare_domain::{Actor, Role};
 use carshare_event_store::kafka::KafkaSettings;
 use carshare_event_store::relay::{self, Relay, RelaySettings};
-use carshare_event_store::{CommitSignal, EventMetadata, MIGRATOR};
+use carshare_event_store::{connect_lazy, CommitSignal, EventMetadata, PoolSettings, MIGRATOR};
 use carshare_projections::vehicles::VehicleProjection;
 use carshare_projections::{
     ConsumerSettings, KafkaProjectionWorker, ProgressBoard, ProjectionRunner, RunnerSettings,
@@ -27,7 +27,6 @@ use carshare_projections::{
 use clap::Parser;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -92,10 +91,13 @@ impl Database {
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut admin)
             .await?;
-        let pool = PgPoolOptions::new()
-            .max_connections(24)
-            .connect(&format!("{server}/{name}"))
-            .await?;
+        // The pool `carshare serve` opens (its connection checks included).
+        let pool = connect_lazy(&PoolSettings {
+            url: format!("{server}/{name}"),
+            max_connections: 24,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::ZERO,
+        })?;
         MIGRATOR.run(&pool).await?;
         Ok(Database {
             name,

@@ -3,14 +3,17 @@
 //!
 //! This is cqrs-es's `CqrsFramework::execute` loop, kept here because the API needs what the
 //! framework discards: the aggregate's new state (to answer the request) and the stream
-//! position of the new events (so the client can read its own write). In-process queries are
-//! not used: read models are built from the ordered stream, which survives a crash.
+//! position of the new events (so the client can read its own write). Aggregates load through
+//! cqrs-es' `PersistedEventStore` (postgres-es); their new events are written by
+//! [`crate::append`], in the rows postgres-es writes, as one autocommit `INSERT` that also
+//! returns the events' stream position (cqrs-es' commit takes `BEGIN`, an `INSERT` per event
+//! and `COMMIT`, and the position would need one more query). In-process queries are not
+//! used: read models are built from the ordered stream, which survives a crash.
 
+use crate::append::{append, Batch};
 use crate::error::{BoxError, InfraError};
 use crate::metrics;
-use carshare_event_store::{
-    event_store, CommitSignal, EventMetadata, EventStore, StreamCursor, StreamReader,
-};
+use carshare_event_store::{event_store, CommitSignal, EventMetadata, EventStore, StreamCursor};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::EventStoreAggregateContext;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore as _};
@@ -44,10 +47,11 @@ pub enum CommandError<E: std::error::Error> {
 
 /// Executes commands of aggregate `A`.
 pub struct CommandBus<A: Aggregate> {
+    pool: PgPool,
     store: EventStore<A>,
-    reader: StreamReader,
     services: A::Services,
     signal: CommitSignal,
+    snapshot_every: usize,
     max_attempts: u32,
 }
 
@@ -65,9 +69,10 @@ where
     ) -> Self {
         CommandBus {
             store: event_store::<A>(pool.clone(), snapshot_every),
-            reader: StreamReader::new(pool),
+            pool,
             services,
             signal,
+            snapshot_every,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
         }
     }
@@ -99,20 +104,46 @@ where
 
     /// Handles `command` on aggregate `aggregate_id` and appends its events, retrying on
     /// concurrent appends up to the bound.
-    #[tracing::instrument(
-        name = "command",
-        skip(self, command, metadata),
-        fields(aggregate = A::TYPE, command = %metadata.command, aggregate_id = %aggregate_id)
-    )]
     pub async fn execute(
         &self,
         aggregate_id: &str,
         command: A::Command,
         metadata: &EventMetadata,
     ) -> Result<Committed<A>, CommandError<A::Error>> {
+        self.execute_from(aggregate_id, None, command, metadata)
+            .await
+    }
+
+    /// [`Self::execute`] on a state the caller has just loaded (with [`Self::load_versioned`])
+    /// or knows (a new aggregate: its default state at sequence 0), so the first attempt does
+    /// not load it again. A state that is no longer current conflicts on append like any
+    /// concurrent write, and the retry starts from a fresh load.
+    pub async fn execute_loaded(
+        &self,
+        aggregate_id: &str,
+        loaded: (A, usize),
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> Result<Committed<A>, CommandError<A::Error>> {
+        self.execute_from(aggregate_id, Some(loaded), command, metadata)
+            .await
+    }
+
+    #[tracing::instrument(
+        name = "command",
+        skip(self, loaded, command, metadata),
+        fields(aggregate = A::TYPE, command = %metadata.command, aggregate_id = %aggregate_id)
+    )]
+    async fn execute_from(
+        &self,
+        aggregate_id: &str,
+        loaded: Option<(A, usize)>,
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> Result<Committed<A>, CommandError<A::Error>> {
         let started = Instant::now();
         let result = self
-            .execute_with_retries(aggregate_id, command, metadata)
+            .execute_with_retries(aggregate_id, loaded, command, metadata)
             .await;
         let outcome = match &result {
             Ok(_) => "ok",
@@ -133,13 +164,17 @@ where
     async fn execute_with_retries(
         &self,
         aggregate_id: &str,
+        mut loaded: Option<(A, usize)>,
         command: A::Command,
         metadata: &EventMetadata,
     ) -> Result<Committed<A>, CommandError<A::Error>> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.try_once(aggregate_id, command.clone(), metadata).await {
+            match self
+                .try_once(aggregate_id, loaded.take(), command.clone(), metadata)
+                .await
+            {
                 Err(CommandError::Infra(InfraError::Conflict)) if attempt < self.max_attempts => {
                     metrics::CONFLICTS.with_label_values(&[A::TYPE]).inc();
                     // A short, growing, jittered pause lets the other writer finish.
@@ -160,56 +195,51 @@ where
     async fn try_once(
         &self,
         aggregate_id: &str,
+        loaded: Option<(A, usize)>,
         command: A::Command,
         metadata: &EventMetadata,
     ) -> Result<Committed<A>, CommandError<A::Error>> {
-        let mut context = self
-            .store
-            .load_aggregate(aggregate_id)
-            .await
-            .map_err(infra::<A>)?;
+        let (mut aggregate, sequence) = match loaded {
+            Some(loaded) => loaded,
+            None => self.load_versioned(aggregate_id).await?,
+        };
         let sink: EventSink<A> = EventSink::default();
-        context
-            .aggregate()
+        // The sink applies each event to the aggregate as the handler writes it.
+        aggregate
             .handle(command, &self.services, &sink)
             .await
             .map_err(CommandError::Rejected)?;
         let events = sink.collect().await;
-        let after = context.aggregate().clone();
         if events.is_empty() {
             return Ok(Committed {
-                aggregate: after,
+                aggregate,
                 events: Vec::new(),
                 cursor: None,
             });
         }
-        let committed = self
-            .store
-            .commit(events, context, metadata.to_map())
-            .await
-            .map_err(infra::<A>)?;
+        let batch = Batch::new::<A>(
+            aggregate_id,
+            sequence,
+            &events,
+            &aggregate,
+            self.snapshot_every,
+        )?;
+        let cursor = append(&self.pool, &[batch], metadata).await?;
         self.signal.committed();
-        let cursor = match committed.last() {
-            Some(last) => self
-                .reader
-                .cursor_of(
-                    A::TYPE,
-                    aggregate_id,
-                    i64::try_from(last.sequence).unwrap_or(i64::MAX),
-                )
-                .await
-                // The events are committed: failing to learn their position only costs the
-                // client its read-your-writes wait, so it is logged and not reported.
-                .inspect_err(
-                    |e| tracing::warn!(error = %e, "could not read the new events' position"),
-                )
-                .ok()
-                .flatten(),
-            None => None,
-        };
+        let recorded = metadata.to_map();
+        let events = events
+            .into_iter()
+            .zip(sequence + 1..)
+            .map(|(payload, sequence)| EventEnvelope {
+                aggregate_id: aggregate_id.to_string(),
+                sequence,
+                payload,
+                metadata: recorded.clone(),
+            })
+            .collect();
         Ok(Committed {
-            aggregate: after,
-            events: committed,
+            aggregate,
+            events,
             cursor,
         })
     }

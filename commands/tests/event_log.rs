@@ -9,13 +9,14 @@
 
 use carshare_commands::append::{append, Batch};
 use carshare_commands::audit::{audit_settlements, AuditScope};
-use carshare_commands::{CommandBus, InfraError};
-use carshare_domain::booking::{Booking, BookingEvent};
+use carshare_commands::{CommandBus, CommandError, InfraError};
+use carshare_domain::booking::{Booking, BookingAction, BookingCommand, BookingEvent};
 use carshare_domain::money::FeeSplit;
 use carshare_domain::payment::settlement::{Settlement, SettlementEvent, SettlementLine};
 use carshare_domain::payment::{Payment, PaymentEvent};
 use carshare_domain::Won;
-use carshare_event_store::{CommitSignal, EventMetadata, MIGRATOR};
+use carshare_domain::{Actor, Role};
+use carshare_event_store::{CommitSignal, EventMetadata, StreamCursor, MIGRATOR};
 use chrono::{DateTime, Duration, Utc};
 use cqrs_es::Aggregate;
 use sqlx::postgres::PgPoolOptions;
@@ -176,6 +177,118 @@ async fn appends_write_and_advance_snapshots_that_loads_agree_with() {
     let (loaded, sequence) = bus.load_versioned(&key).await.expect("load");
     assert_eq!(sequence, 4);
     assert_eq!(loaded, replayed(&events));
+    db.drop_now().await;
+}
+
+async fn position_of(pool: &PgPool, id: &str, sequence: i64) -> StreamCursor {
+    let (tx, position): (String, i64) = sqlx::query_as(
+        "SELECT transaction_id::text, global_position FROM events \
+         WHERE aggregate_type = 'Booking' AND aggregate_id = $1 AND sequence = $2",
+    )
+    .bind(id)
+    .bind(sequence)
+    .fetch_one(pool)
+    .await
+    .expect("the event is in the log");
+    StreamCursor {
+        transaction_id: tx.parse().expect("a transaction id"),
+        position,
+    }
+}
+
+#[tokio::test]
+async fn the_bus_appends_in_one_statement_with_the_position_snapshot_and_retry_from_a_stale_state()
+{
+    let db = Db::create().await;
+    let id = Uuid::new_v4();
+    let key = id.to_string();
+    let events = booking_events(id);
+    let requested =
+        Batch::new::<Booking>(&key, 0, &events[..1], &replayed(&events[..1]), 0).expect("encode");
+    append(&db.pool, &[requested], &meta("RequestBooking"))
+        .await
+        .expect("append");
+    let bus: CommandBus<Booking> = CommandBus::new(db.pool.clone(), (), CommitSignal::default(), 2);
+    let host = Actor::new(Uuid::from_u128(2), Role::Host);
+    let guest = Actor::new(Uuid::from_u128(1), Role::Guest);
+
+    // The host approves: event 2, its envelope, its stream position, and a snapshot of the
+    // state after it (crossing a multiple of 2) equal to the events replayed.
+    let approve = BookingCommand {
+        actor: Some(host),
+        at: t("2026-12-01T01:00:00Z"),
+        action: BookingAction::Approve {
+            host_response: Some("좋아요".into()),
+        },
+    };
+    let done = bus
+        .execute(&key, approve, &meta("ApproveBooking"))
+        .await
+        .expect("approved");
+    assert_eq!(done.events.len(), 1);
+    assert_eq!(done.events[0].sequence, 2);
+    assert_eq!(done.events[0].aggregate_id, key);
+    assert_eq!(done.events[0].payload, events[1]);
+    assert_eq!(
+        done.events[0].metadata.get("command").map(String::as_str),
+        Some("ApproveBooking")
+    );
+    assert_eq!(done.cursor, Some(position_of(&db.pool, &key, 2).await));
+    assert_eq!(done.aggregate, replayed(&events[..2]));
+    let (sequence, version, payload) = snapshot_of(&db.pool, &key).await.expect("a snapshot");
+    assert_eq!((sequence, version), (2, 1));
+    assert_eq!(
+        payload,
+        serde_json::to_value(replayed(&events[..2])).expect("json")
+    );
+
+    // A caller holding the state from before the approval: its first attempt conflicts, the
+    // retry decides on the fresh state (cancelling an approved booking) and takes sequence 3.
+    let cancel = BookingCommand {
+        actor: Some(guest),
+        at: t("2026-12-01T02:00:00Z"),
+        action: BookingAction::Cancel {
+            reason: Some("plans changed".into()),
+        },
+    };
+    let done = bus
+        .execute_loaded(
+            &key,
+            (replayed(&events[..1]), 1),
+            cancel,
+            &meta("CancelBooking"),
+        )
+        .await
+        .expect("cancelled after a retry");
+    assert_eq!(done.events.len(), 1);
+    assert_eq!(done.events[0].sequence, 3);
+    assert!(matches!(
+        done.events[0].payload,
+        BookingEvent::BookingCancelled { .. }
+    ));
+    let (loaded, sequence) = bus.load_versioned(&key).await.expect("load");
+    assert_eq!(sequence, 3);
+    assert_eq!(loaded, done.aggregate);
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1")
+        .bind(&key)
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 3, "the conflicting attempt wrote nothing");
+
+    // A refused command writes nothing.
+    let again = BookingCommand {
+        actor: Some(host),
+        at: t("2026-12-01T03:00:00Z"),
+        action: BookingAction::Approve {
+            host_response: None,
+        },
+    };
+    assert!(matches!(
+        bus.execute(&key, again, &meta("ApproveBooking")).await,
+        Err(CommandError::Rejected(_))
+    ));
+    assert_eq!(bus.load_versioned(&key).await.expect("load").1, 3);
     db.drop_now().await;
 }
 

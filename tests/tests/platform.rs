@@ -3,7 +3,7 @@
 
 use carshare_domain::vehicle::{AvailabilityRule, AvailabilityRules, Schedule};
 use carshare_domain::{MinuteOfDay, Role, TimeWindow};
-use carshare_event_store::{StreamCursor, StreamReader};
+use carshare_event_store::{connect_lazy, PoolSettings, StreamCursor, StreamReader, ALIVE_BYPASS};
 use carshare_projections::rebuild::{self, RebuildSettings};
 use carshare_projections::runner::Step;
 use carshare_projections::vehicles::VehicleProjection;
@@ -21,6 +21,41 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
+
+/// The pool skips its liveness test for connections used within the last moments; one that
+/// sat idle longer is tested, so a connection the server dropped meanwhile (a restart, an
+/// operator's `pg_terminate_backend`) is replaced instead of failing the next request.
+#[tokio::test]
+async fn a_pooled_connection_dropped_while_idle_is_replaced_not_handed_out() {
+    let db = TestDatabase::create().await;
+    let pool = connect_lazy(&PoolSettings {
+        url: db.url.clone(),
+        max_connections: 1,
+        acquire_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::ZERO,
+    })
+    .expect("pool");
+    let backend = || async {
+        sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+            .fetch_one(&pool)
+            .await
+    };
+    let first = backend().await.expect("first query");
+    // Used again at once: the same connection, untested and working.
+    assert_eq!(backend().await.expect("second query"), first);
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(first)
+        .fetch_one(&db.pool)
+        .await
+        .expect("terminate");
+    assert!(killed);
+    tokio::time::sleep(ALIVE_BYPASS + Duration::from_millis(200)).await;
+    let replaced = backend()
+        .await
+        .expect("the dead connection is tested, dropped and replaced");
+    assert_ne!(replaced, first);
+    pool.close().await;
+}
 
 #[tokio::test]
 async fn an_event_committed_late_by_a_held_transaction_is_not_skipped() {

@@ -171,9 +171,15 @@ impl VehicleService {
         // Check the whole command before reserving the plate, so a refusal leaves nothing behind.
         carshare_domain::vehicle::Vehicle::default().decide(command.clone())?;
         self.reserve_plate(&plate, vehicle_id).await?;
+        // A new id: the vehicle has no events yet, so there is nothing to load.
         match self
             .bus
-            .execute(&vehicle_id.to_string(), command, meta)
+            .execute_loaded(
+                &vehicle_id.to_string(),
+                (Vehicle::default(), 0),
+                command,
+                meta,
+            )
             .await
         {
             Ok(done) => Ok(done),
@@ -195,7 +201,7 @@ impl VehicleService {
         request: UpdateVehicle,
         meta: &EventMetadata,
     ) -> Result<Committed<Vehicle>, VehicleServiceError> {
-        let current = self.bus.load(&vehicle_id.to_string()).await?;
+        let (current, sequence) = self.bus.load_versioned(&vehicle_id.to_string()).await?;
         let state = current.state.as_ref().ok_or(VehicleError::NotFound)?;
         let mut patch = request.patch;
         let wants_location = request.location_address.is_some()
@@ -231,7 +237,7 @@ impl VehicleService {
         }
         match self
             .bus
-            .execute(&vehicle_id.to_string(), command, meta)
+            .execute_loaded(&vehicle_id.to_string(), (current, sequence), command, meta)
             .await
         {
             Ok(done) => {
