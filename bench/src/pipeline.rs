@@ -43,9 +43,13 @@ struct Args {
     /// Commands per second during the lag runs.
     #[arg(long, default_value_t = 1_000)]
     rate: u64,
-    /// Length of each lag run.
+    /// Length of each lag run (measured).
     #[arg(long, default_value_t = 30)]
     seconds: u64,
+    /// Seconds of load at the same rate before measuring starts, while the pool opens its
+    /// connections and the workers settle (the per-second timeline shows why).
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
     /// Vehicles the commands are spread over.
     #[arg(long, default_value_t = 3_000)]
     vehicles: usize,
@@ -253,6 +257,8 @@ struct LagReport {
     commands: usize,
     rate: f64,
     lags_ms: Vec<f64>,
+    /// The worst lag of the commands committed in each second of the run, in milliseconds.
+    worst_per_second: Vec<f64>,
     unseen: usize,
     /// Machine CPU busy share during the load.
     cpu_busy: f64,
@@ -345,7 +351,8 @@ async fn lag_run(args: &Args, mode: Mode) -> Result<LagReport> {
 
     // Outstanding writes: (vehicle, sequence) -> commit time.
     let outstanding: Arc<Mutex<HashMap<(Uuid, i64), Instant>>> = Arc::default();
-    let lags: Arc<Mutex<Vec<f64>>> = Arc::default();
+    // (commit time, lag in milliseconds)
+    let lags: Arc<Mutex<Vec<(Instant, f64)>>> = Arc::default();
     let stop_watch = CancellationToken::new();
     let watch_every = Duration::from_millis(args.watch_ms);
     let watcher = {
@@ -373,7 +380,7 @@ async fn lag_run(args: &Args, mode: Mode) -> Result<LagReport> {
                     if let (Ok(mut o), Ok(mut l)) = (outstanding.lock(), lags.lock()) {
                         o.retain(|(id, seq), at| {
                             if seen.get(id).is_some_and(|s| s >= seq) {
-                                l.push(now.duration_since(*at).as_secs_f64() * 1000.0);
+                                l.push((*at, now.duration_since(*at).as_secs_f64() * 1000.0));
                                 false
                             } else {
                                 true
@@ -386,17 +393,26 @@ async fn lag_run(args: &Args, mode: Mode) -> Result<LagReport> {
         })
     };
 
-    eprintln!("[{mode:?}] {} commands/s for {} s", args.rate, args.seconds);
-    let total = (args.rate * args.seconds) as usize;
+    eprintln!(
+        "[{mode:?}] {} commands/s for {} s after {} s of warm-up",
+        args.rate, args.seconds, args.warmup
+    );
+    let warm = (args.rate * args.warmup) as usize;
+    let total = warm + (args.rate * args.seconds) as usize;
     let permits = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
     let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
     let command_ms: Arc<Mutex<Vec<f64>>> = Arc::default();
-    let (busy0, total0) = cpu_jiffies();
     let started = Instant::now();
+    let measured_from = started + interval.mul_f64(warm as f64);
+    let mut cpu_from = cpu_jiffies();
     let mut issued = Vec::with_capacity(total);
     for i in 0..total {
         let due = started + interval.mul_f64(i as f64);
         tokio::time::sleep_until(due.into()).await;
+        let measured = i >= warm;
+        if i == warm {
+            cpu_from = cpu_jiffies();
+        }
         let permit = permits.clone().acquire_owned().await?;
         let service = service.clone();
         let outstanding = outstanding.clone();
@@ -420,6 +436,9 @@ async fn lag_run(args: &Args, mode: Mode) -> Result<LagReport> {
                 .await;
             let at = Instant::now();
             drop(permit);
+            if !measured {
+                return;
+            }
             if let Ok(mut c) = command_ms.lock() {
                 c.push(at.duration_since(sent).as_secs_f64() * 1000.0);
             }
@@ -435,7 +454,8 @@ async fn lag_run(args: &Args, mode: Mode) -> Result<LagReport> {
     for task in issued {
         let _ = task.await;
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed = measured_from.elapsed().as_secs_f64();
+    let (busy0, total0) = cpu_from;
     let (busy1, total1) = cpu_jiffies();
     let cpu_busy = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64;
     let drain = Instant::now();
@@ -451,12 +471,21 @@ async fn lag_run(args: &Args, mode: Mode) -> Result<LagReport> {
         let _ = task.await;
     }
     let unseen = outstanding.lock().map(|o| o.len()).unwrap_or(0);
-    let lags_ms = lags.lock().map(|l| l.clone()).unwrap_or_default();
+    let timed = lags.lock().map(|l| l.clone()).unwrap_or_default();
+    let lags_ms: Vec<f64> = timed.iter().map(|(_, lag)| *lag).collect();
+    let mut worst_per_second = vec![0.0_f64; args.seconds as usize + 1];
+    for (at, lag) in &timed {
+        let second = at.saturating_duration_since(measured_from).as_secs() as usize;
+        if let Some(w) = worst_per_second.get_mut(second) {
+            *w = w.max(*lag);
+        }
+    }
     db.drop_it().await?;
     Ok(LagReport {
-        commands: total,
-        rate: total as f64 / elapsed,
+        commands: total - warm,
+        rate: (total - warm) as f64 / elapsed,
         lags_ms,
+        worst_per_second,
         unseen,
         cpu_busy,
         command_ms: command_ms.lock().map(|c| c.clone()).unwrap_or_default(),
@@ -490,8 +519,8 @@ async fn main() -> Result<()> {
         machine()
     ));
     out.push_str(&format!(
-        "Command: `target/release/pipeline-bench --relay-events {} --rate {} --seconds {} --vehicles {} --partitions {} --watch-ms {}`\n\n",
-        args.relay_events, args.rate, args.seconds, args.vehicles, args.partitions, args.watch_ms
+        "Command: `target/release/pipeline-bench --relay-events {} --rate {} --seconds {} --warmup {} --vehicles {} --partitions {} --watch-ms {}`\n\n",
+        args.relay_events, args.rate, args.seconds, args.warmup, args.vehicles, args.partitions, args.watch_ms
     ));
     out.push_str("| measure | result | target |\n|---|---|---|\n");
     if let Some((events, relay_rate)) = relay {
@@ -512,6 +541,20 @@ async fn main() -> Result<()> {
             "| commit → read table, {name}, {} commands at {:.0}/s (CPU {:.0}% busy; command p50 {c50:.1} ms, p99 {c99:.1} ms) | p50 {p50:.1} ms, p95 {p95:.1} ms, p99 {p99:.1} ms, max {max:.1} ms ({} never seen) | {target} |\n",
             report.commands, report.rate, report.cpu_busy * 100.0, report.unseen
         ));
+    }
+    // Where the tail comes from: spread evenly, or a few stalls.
+    for (name, report) in [("Postgres stream", &postgres), ("Kafka", &kafka)] {
+        if let Some(report) = report {
+            let worst: Vec<String> = report
+                .worst_per_second
+                .iter()
+                .map(|w| format!("{w:.0}"))
+                .collect();
+            out.push_str(&format!(
+                "\nWorst lag of the commands committed in each second, {name} (ms): {}\n",
+                worst.join(" ")
+            ));
+        }
     }
     #[allow(clippy::print_stdout)]
     {
