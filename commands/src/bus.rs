@@ -79,12 +79,7 @@ where
 
     /// Loads the current state of an aggregate.
     pub async fn load(&self, aggregate_id: &str) -> Result<A, CommandError<A::Error>> {
-        let mut context: EventStoreAggregateContext<A> = self
-            .store
-            .load_aggregate(aggregate_id)
-            .await
-            .map_err(infra::<A>)?;
-        Ok(std::mem::take(context.aggregate()))
+        Ok(self.load_versioned(aggregate_id).await?.0)
     }
 
     /// Loads an aggregate with the sequence of its last event (0 when it has none), for
