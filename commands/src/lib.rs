@@ -6,6 +6,7 @@ pub mod append;
 pub mod audit;
 pub mod bookings;
 pub mod bus;
+pub mod cache;
 pub mod clock;
 pub mod error;
 pub mod external;

@@ -22,6 +22,16 @@ pub static CONFLICTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Appends that conflicted because a cached aggregate state was out of date (another writer
+/// had appended since this process last did); each is retried from a fresh load.
+pub static STALE_CACHE: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "carshare_command_stale_cache_total",
+        "Conflicts caused by an out-of-date cached aggregate state",
+        &["aggregate"],
+    )
+});
+
 /// Time to handle a command, including retries.
 pub static COMMAND_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     histogram_vec(

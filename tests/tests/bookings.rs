@@ -742,6 +742,97 @@ async fn fifty_concurrent_requests_for_one_window_book_the_car_once() {
     assert_eq!(requested, 4, "no booking exists without its hold");
 }
 
+/// Two API instances (two services over one database), each deciding from the vehicle state it
+/// last wrote: a state made stale by the other instance never books a taken window (the append
+/// conflicts and the retry loads afresh) and never refuses a window the other one freed.
+#[tokio::test]
+async fn instances_deciding_from_cached_vehicle_states_stay_exact() {
+    use carshare_commands::bookings::BookingServiceError;
+    use carshare_commands::metrics::STALE_CACHE;
+    use carshare_domain::booking::{BookingAction, BookingError};
+    let s = scene().await;
+    let app = &s.app;
+    let instance = || {
+        BookingService::new(
+            app.pool().clone(),
+            CommitSignal::default(),
+            Arc::new(carshare_commands::SystemClock),
+            BookingPolicy::default(),
+        )
+    };
+    let (a, b) = (instance(), instance());
+    let guest = Actor::new(s.guest_id, Role::Guest);
+    let meta = EventMetadata::system("Test", Utc::now());
+    let vehicle_id: Uuid = s.vehicle.parse().unwrap();
+    let ask = |start: DateTime<Utc>| RequestBooking {
+        vehicle_id,
+        start,
+        end: start + Duration::hours(3),
+        guest_message: None,
+    };
+    let (day1, day2) = (slot(Duration::days(2)), slot(Duration::days(4)));
+    let stale_before = STALE_CACHE.with_label_values(&["Vehicle"]).get();
+
+    // A books day 1 (and now knows the car's state); B books day 2 behind A's back.
+    let first = a.request(guest, ask(day1), &meta).await.unwrap();
+    b.request(guest, ask(day2), &meta).await.unwrap();
+
+    // A's state lacks B's hold: asking A for day 2 must still be refused.
+    let refused = a
+        .request(guest, ask(day2 + Duration::minutes(30)), &meta)
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(BookingServiceError::Booking(BookingError::WindowTaken))
+        ),
+        "a stale state must not book a taken window: {refused:?}"
+    );
+    assert!(
+        STALE_CACHE.with_label_values(&["Vehicle"]).get() > stale_before,
+        "the refusal came through a conflict on the stale state"
+    );
+
+    // A books day 6, so it knows the car's state again (with day 1 held); then B cancels day 1
+    // behind A's back. A's state still holds day 1, yet A must book it again.
+    a.request(guest, ask(slot(Duration::days(6))), &meta)
+        .await
+        .unwrap();
+    let first_id = first.booking.state.unwrap().id;
+    b.execute(
+        Some(guest),
+        first_id,
+        BookingAction::Cancel { reason: None },
+        &meta,
+    )
+    .await
+    .unwrap();
+    let again = a.request(guest, ask(day1), &meta).await;
+    assert!(
+        again.is_ok(),
+        "a window freed by another instance is bookable: {again:?}"
+    );
+
+    let counts: (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE event_type = 'WindowReserved'), \
+                count(*) FILTER (WHERE event_type = 'ReservationReleased') \
+         FROM events WHERE aggregate_id = $1",
+    )
+    .bind(&s.vehicle)
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
+    assert_eq!(counts, (4, 1), "four holds taken, one released");
+    let sequences: Vec<i64> =
+        sqlx::query_scalar("SELECT sequence FROM events WHERE aggregate_id = $1 ORDER BY sequence")
+            .bind(&s.vehicle)
+            .fetch_all(app.pool())
+            .await
+            .unwrap();
+    let expected: Vec<i64> = (1..=sequences.len() as i64).collect();
+    assert_eq!(sequences, expected, "the vehicle's history has no gap");
+}
+
 /// Waits (up to 5 s) until `read.bookings` shows booking `id` in `status`.
 async fn status_becomes(pool: &sqlx::PgPool, id: Uuid, status: &str) -> bool {
     eventually(std::time::Duration::from_secs(5), || {

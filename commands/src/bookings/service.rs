@@ -3,6 +3,7 @@
 use super::updates::{BookingUpdate, UpdatePublisher};
 use crate::append::{append, Batch};
 use crate::bus::{CommandBus, CommandError, DEFAULT_MAX_ATTEMPTS};
+use crate::cache::StateCache;
 use crate::clock::Clock;
 use crate::error::InfraError;
 use crate::metrics;
@@ -27,6 +28,17 @@ use uuid::Uuid;
 const BOOKING_SNAPSHOT_EVERY: usize = 0;
 /// Snapshot a vehicle every this many events: each booking adds a hold and a release.
 const VEHICLE_SNAPSHOT_EVERY: usize = 50;
+/// Vehicles whose state this process keeps after writing to them (see [`StateCache`]).
+pub const VEHICLE_CACHE_CAPACITY: usize = 10_000;
+
+/// What a booking request decided, before it is written.
+struct DecidedRequest {
+    booking: Booking,
+    booking_events: Vec<BookingEvent>,
+    vehicle_seq: usize,
+    vehicle_events: Vec<carshare_domain::vehicle::VehicleEvent>,
+    vehicle_after: Vehicle,
+}
 
 /// A booking request as the API receives it.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +112,7 @@ pub struct BookingService {
     pool: PgPool,
     bookings: CommandBus<Booking>,
     vehicles: CommandBus<Vehicle>,
+    vehicle_states: StateCache<Vehicle>,
     payments: CommandBus<Payment>,
     signal: CommitSignal,
     clock: Arc<dyn Clock>,
@@ -123,6 +136,7 @@ impl BookingService {
         BookingService {
             bookings: CommandBus::new(pool.clone(), (), signal.clone(), BOOKING_SNAPSHOT_EVERY),
             vehicles: CommandBus::new(pool.clone(), (), signal.clone(), VEHICLE_SNAPSHOT_EVERY),
+            vehicle_states: StateCache::new(VEHICLE_CACHE_CAPACITY),
             payments: CommandBus::new(pool.clone(), (), signal.clone(), 0),
             pool,
             signal,
@@ -179,71 +193,129 @@ impl BookingService {
         let booking_key = booking_id.to_string();
         self.with_retries("RequestBooking", || async {
             let at = self.clock.now();
-            let (vehicle, vehicle_seq) = self.vehicles.load_versioned(&vehicle_key).await?;
-            let state = vehicle
-                .state
-                .as_ref()
-                .filter(|s| !s.removed)
-                .ok_or(BookingServiceError::VehicleNotFound)?;
-            let command = BookingCommand {
-                actor: Some(actor),
-                at,
-                action: BookingAction::Request(NewBooking {
-                    booking_id,
-                    vehicle: VehicleTerms {
-                        vehicle_id: request.vehicle_id,
-                        host_id: state.owner_id,
-                        hourly_rate: state.hourly_rate,
-                    },
-                    start: request.start,
-                    end: request.end,
-                    guest_message: request.guest_message.clone(),
-                    policy: self.policy,
-                }),
+            // Decide on the state this process last wrote when it has one; a refusal is only
+            // given on a freshly loaded state (a cached one may be out of date).
+            let cached = self.vehicle_states.get(&vehicle_key);
+            let from_cache = cached.is_some();
+            let decided = match cached {
+                Some(loaded) => {
+                    match self.decide_request(actor, at, booking_id, &request, loaded) {
+                        Err(BookingServiceError::Infra(e)) => Err(BookingServiceError::Infra(e)),
+                        Err(_) => {
+                            self.vehicle_states.forget(&vehicle_key);
+                            let loaded = self.vehicles.load_versioned(&vehicle_key).await?;
+                            self.decide_request(actor, at, booking_id, &request, loaded)
+                        }
+                        ok => ok,
+                    }
+                }
+                None => {
+                    let loaded = self.vehicles.load_versioned(&vehicle_key).await?;
+                    self.decide_request(actor, at, booking_id, &request, loaded)
+                }
             };
-            let mut booking = Booking::default();
-            let booking_events = booking.decide(command)?;
-            let window = requested_window(&booking_events)?;
-            let vehicle_events = vehicle
-                .decide(VehicleCommand {
-                    actor,
-                    at,
-                    action: VehicleAction::Reserve {
-                        booking_id,
-                        window,
-                        buffer: self.policy.buffer,
-                    },
-                })
-                .map_err(vehicle_refusal)?;
-            let vehicle_after = applied(vehicle, &vehicle_events);
-            for e in &booking_events {
-                booking.apply(e.clone());
-            }
+            let decided = decided?;
             let batches = [
                 Batch::new::<Booking>(
                     &booking_key,
                     0,
-                    &booking_events,
-                    &booking,
+                    &decided.booking_events,
+                    &decided.booking,
                     BOOKING_SNAPSHOT_EVERY,
                 )?,
                 Batch::new::<Vehicle>(
                     &vehicle_key,
-                    vehicle_seq,
-                    &vehicle_events,
-                    &vehicle_after,
+                    decided.vehicle_seq,
+                    &decided.vehicle_events,
+                    &decided.vehicle_after,
                     VEHICLE_SNAPSHOT_EVERY,
                 )?,
             ];
-            let cursor = append(&self.pool, &batches, meta).await?;
+            let cursor = match append(&self.pool, &batches, meta).await {
+                Ok(cursor) => cursor,
+                Err(e) => {
+                    // A conflict means the state was out of date; any other failure leaves the
+                    // outcome unknown. Either way the next attempt loads afresh.
+                    self.vehicle_states.forget(&vehicle_key);
+                    if from_cache && matches!(e, InfraError::Conflict) {
+                        metrics::STALE_CACHE
+                            .with_label_values(&[Vehicle::TYPE])
+                            .inc();
+                    }
+                    return Err(e.into());
+                }
+            };
+            self.vehicle_states.put(
+                &vehicle_key,
+                decided.vehicle_after,
+                decided.vehicle_seq + decided.vehicle_events.len(),
+            );
             self.signal.committed();
             Ok(BookingOutcome {
-                booking,
-                events: booking_events,
+                booking: decided.booking,
+                events: decided.booking_events,
                 cursor,
             })
         })
         .await
+    }
+
+    /// The events of a booking request on `vehicle` (as loaded at its sequence): the booking's
+    /// and the vehicle's hold of the window.
+    fn decide_request(
+        &self,
+        actor: Actor,
+        at: DateTime<Utc>,
+        booking_id: Uuid,
+        request: &RequestBooking,
+        (vehicle, vehicle_seq): (Vehicle, usize),
+    ) -> Result<DecidedRequest, BookingServiceError> {
+        let state = vehicle
+            .state
+            .as_ref()
+            .filter(|s| !s.removed)
+            .ok_or(BookingServiceError::VehicleNotFound)?;
+        let command = BookingCommand {
+            actor: Some(actor),
+            at,
+            action: BookingAction::Request(NewBooking {
+                booking_id,
+                vehicle: VehicleTerms {
+                    vehicle_id: request.vehicle_id,
+                    host_id: state.owner_id,
+                    hourly_rate: state.hourly_rate,
+                },
+                start: request.start,
+                end: request.end,
+                guest_message: request.guest_message.clone(),
+                policy: self.policy,
+            }),
+        };
+        let mut booking = Booking::default();
+        let booking_events = booking.decide(command)?;
+        let window = requested_window(&booking_events)?;
+        let vehicle_events = vehicle
+            .decide(VehicleCommand {
+                actor,
+                at,
+                action: VehicleAction::Reserve {
+                    booking_id,
+                    window,
+                    buffer: self.policy.buffer,
+                },
+            })
+            .map_err(vehicle_refusal)?;
+        let vehicle_after = applied(vehicle, &vehicle_events);
+        for e in &booking_events {
+            booking.apply(e.clone());
+        }
+        Ok(DecidedRequest {
+            booking,
+            booking_events,
+            vehicle_seq,
+            vehicle_events,
+            vehicle_after,
+        })
     }
 
     /// Any other command on an existing booking; when its event frees the car, the vehicle's
@@ -303,6 +375,7 @@ impl BookingService {
             for e in &events {
                 booking.apply(e.clone());
             }
+            let mut released: Option<(String, Vehicle, usize)> = None;
             let mut batches = vec![Batch::new::<Booking>(
                 &booking_key,
                 booking_seq,
@@ -334,6 +407,11 @@ impl BookingService {
                     &vehicle_after,
                     VEHICLE_SNAPSHOT_EVERY,
                 )?);
+                released = Some((
+                    vehicle_key,
+                    vehicle_after,
+                    vehicle_seq + vehicle_events.len(),
+                ));
             }
             // A cancellation closes the payment in the same transaction: an unpaid one is voided
             // (nothing can be charged for a cancelled booking), a paid one gets its refund
@@ -402,7 +480,16 @@ impl BookingService {
                     0,
                 )?);
             }
-            let cursor = append(&self.pool, &batches, meta).await?;
+            let written = append(&self.pool, &batches, meta).await;
+            if let Some((vehicle_key, vehicle_after, sequence)) = released {
+                match &written {
+                    Ok(_) => self
+                        .vehicle_states
+                        .put(&vehicle_key, vehicle_after, sequence),
+                    Err(_) => self.vehicle_states.forget(&vehicle_key),
+                }
+            }
+            let cursor = written?;
             if cursor.is_some() {
                 self.signal.committed();
             }
