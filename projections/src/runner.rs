@@ -60,9 +60,43 @@ pub struct ProjectionRunner {
     settings: RunnerSettings,
     board: ProgressBoard,
     wake: Option<watch::Receiver<u64>>,
-    /// The checkpoint as last read or written by this runner (checked under the row lock).
-    cursor: std::sync::Mutex<Option<StreamCursor>>,
+    /// Where the runner stands (forgotten after a race or a failure, then read afresh).
+    cursor: std::sync::Mutex<Option<Position>>,
 }
+
+/// A runner's place in the stream.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    /// Read up to here: every event up to it is applied or skipped.
+    at: StreamCursor,
+    /// The checkpoint row as this runner last read or wrote it (at or before `at`; checked
+    /// under the row lock before it is moved).
+    stored: StreamCursor,
+    /// Events skipped between `stored` and `at`, not yet counted in the row.
+    skipped: usize,
+    /// When `stored` was last read or written.
+    checked: Instant,
+}
+
+impl Position {
+    fn stored_at(cursor: StreamCursor) -> Position {
+        Position {
+            at: cursor,
+            stored: cursor,
+            skipped: 0,
+            checked: Instant::now(),
+        }
+    }
+}
+
+/// How long a runner may leave its checkpoint row behind over events it does not handle. Until
+/// it writes, the row lags by at most this (its in-process progress is published at once); a
+/// restart in between only reads those events again.
+pub const SKIP_WRITE_EVERY: Duration = Duration::from_secs(1);
+
+/// How often an idle runner reads its checkpoint row afresh, to notice it moved under it (an
+/// operator, a rebuild) even when no events come.
+pub const RECHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Consecutive failures of one batch before its events are applied one by one to find the
 /// event at fault.
@@ -92,11 +126,11 @@ impl ProjectionRunner {
         }
     }
 
-    fn cached(&self) -> Option<StreamCursor> {
+    fn cached(&self) -> Option<Position> {
         self.cursor.lock().ok().and_then(|c| *c)
     }
 
-    fn remember(&self, cursor: Option<StreamCursor>) {
+    fn remember(&self, cursor: Option<Position>) {
         if let Ok(mut c) = self.cursor.lock() {
             *c = cursor;
         }
@@ -197,23 +231,32 @@ impl ProjectionRunner {
     /// Applies at most one batch.
     pub async fn step(&self) -> Result<Step, sqlx::Error> {
         let name = self.projection.name();
-        let from = match self.cached() {
-            Some(cursor) => cursor,
+        let pos = match self.cached() {
+            Some(pos) => pos,
             None => {
-                let cursor = ensure_checkpoint(&self.pool, name).await?;
-                self.remember(Some(cursor));
-                cursor
+                let pos = Position::stored_at(ensure_checkpoint(&self.pool, name).await?);
+                self.remember(Some(pos));
+                pos
             }
         };
         let events = self
             .reader
-            .read_after(from, self.settings.batch_size)
+            .read_after(pos.at, self.settings.batch_size)
             .await?;
         let Some(last) = events.last().map(StoredEvent::cursor) else {
-            self.board.publish(name, from);
-            // Idle: read the checkpoint afresh next time, so a checkpoint moved by someone
-            // else (an operator, a rebuild) is noticed even when no new events come.
-            self.remember(None);
+            self.board.publish(name, pos.at);
+            if pos.skipped > 0 {
+                // Nothing more to read: record the skipped events now.
+                if !skip_past(&self.pool, name, pos.stored, pos.at, pos.skipped).await? {
+                    self.remember(None);
+                    return Ok(Step::Raced);
+                }
+                self.remember(Some(Position::stored_at(pos.at)));
+            } else if pos.checked.elapsed() >= RECHECK_EVERY {
+                // Read the checkpoint afresh next time, so a checkpoint moved by someone else
+                // (an operator, a rebuild) is noticed even when no new events come.
+                self.remember(None);
+            }
             return Ok(Step::Idle);
         };
         let started = Instant::now();
@@ -221,13 +264,22 @@ impl ProjectionRunner {
             .iter()
             .any(|e| self.projection.handles(&e.aggregate_type))
         {
-            // Nothing here for this projection: move the checkpoint past the batch in one
-            // statement, unless someone else moved it meanwhile.
-            if !skip_past(&self.pool, name, from, last, events.len()).await? {
+            // Nothing here for this projection: move past the batch, writing the checkpoint
+            // row at most every SKIP_WRITE_EVERY (one statement, unless someone else moved it
+            // meanwhile).
+            let skipped = pos.skipped + events.len();
+            if pos.checked.elapsed() < SKIP_WRITE_EVERY {
+                self.remember(Some(Position {
+                    at: last,
+                    skipped,
+                    ..pos
+                }));
+            } else if skip_past(&self.pool, name, pos.stored, last, skipped).await? {
+                self.remember(Some(Position::stored_at(last)));
+            } else {
                 self.remember(None);
                 return Ok(Step::Raced);
             }
-            self.remember(Some(last));
             self.after_commit(last, events.len(), &[], started);
             return Ok(Step::Applied {
                 events: events.len(),
@@ -236,8 +288,7 @@ impl ProjectionRunner {
             });
         }
         let mut tx = self.pool.begin().await?;
-        relaxed_commit(&mut tx).await?;
-        if lock_checkpoint(&mut tx, name).await? != from {
+        if lock_checkpoint_relaxed(&mut tx, name).await? != pos.stored {
             // Another worker or a rebuild moved it: read it afresh next time.
             self.remember(None);
             return Ok(Step::Raced);
@@ -247,13 +298,13 @@ impl ProjectionRunner {
             .apply(&mut tx, Target::Live, &self.reader, &events)
             .await?;
         record_dead_letters(&mut tx, name, &events, &poisoned).await?;
-        advance(&mut tx, name, last, events.len()).await?;
+        advance(&mut tx, name, last, events.len() + pos.skipped).await?;
         let committed = tx.commit().await;
         if committed.is_err() {
             self.remember(None);
         }
         committed?;
-        self.remember(Some(last));
+        self.remember(Some(Position::stored_at(last)));
         self.after_commit(last, events.len(), &poisoned, started);
         Ok(Step::Applied {
             events: events.len(),
@@ -386,6 +437,23 @@ pub(crate) async fn ensure_checkpoint(
     .execute(pool)
     .await?;
     Ok(checkpoint(pool, projection).await?.unwrap_or_default())
+}
+
+/// [`lock_checkpoint`] for a live batch, whose commit need not wait for its WAL flush (see
+/// [`relaxed_commit`]): both in one statement.
+async fn lock_checkpoint_relaxed(
+    conn: &mut PgConnection,
+    projection: &str,
+) -> Result<StreamCursor, sqlx::Error> {
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "SELECT transaction_id::text, global_position FROM projection_checkpoints, \
+           (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed \
+         WHERE projection = $1 FOR UPDATE OF projection_checkpoints",
+    )
+    .bind(projection)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(to_cursor).unwrap_or_default())
 }
 
 /// Locks the checkpoint row for the rest of the transaction and returns it.

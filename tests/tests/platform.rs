@@ -217,6 +217,96 @@ fn runner(pool: &PgPool, batch_size: i64) -> ProjectionRunner {
     )
 }
 
+/// A worker over events it does not handle moves on in memory (and tells this process's
+/// waiters at once) but writes its checkpoint row only now and then: at the latest when it
+/// runs out of events. A waiter in another process, polling that lagging row, is not held up
+/// by it, yet still waits for a projection that has events to apply.
+#[tokio::test]
+async fn a_worker_skips_foreign_events_without_a_write_each_time_and_waits_stay_exact() {
+    use carshare_projections::reviews::ReviewProjection;
+    use carshare_projections::runner::checkpoint;
+    let db = TestDatabase::create().await;
+    write_history(&db.pool, 4).await; // vehicle events only
+    let head = head_cursor(&db.pool).await;
+    let board = ProgressBoard::default();
+    let reviews = ProjectionRunner::new(
+        db.pool.clone(),
+        Arc::new(ReviewProjection),
+        RunnerSettings {
+            batch_size: 3,
+            ..RunnerSettings::default()
+        },
+        board.clone(),
+    );
+    let Step::Applied { cursor: first, .. } = reviews.step().await.unwrap() else {
+        panic!("the first batch is applied (skipped)");
+    };
+    assert!(first < head, "more batches follow");
+    let stored = checkpoint(&db.pool, "reviews").await.unwrap().unwrap();
+    assert_eq!(
+        stored,
+        StreamCursor::START,
+        "the row is not written for one skipped batch"
+    );
+    assert!(
+        board
+            .wait_for(&db.pool, &["reviews"], first, Duration::from_millis(10))
+            .await,
+        "this process's waiters see the progress at once"
+    );
+
+    // Another process sees only the rows: the reviews row lags, but nothing it handles lies
+    // before the head, so a wait for the head does not block; the vehicles projection (never
+    // run here) has everything left to apply, so waiting for it times out.
+    let elsewhere = ProgressBoard::default();
+    assert!(
+        elsewhere
+            .wait_for(&db.pool, &["reviews"], head, Duration::from_millis(200))
+            .await
+    );
+    assert!(
+        !elsewhere
+            .wait_for(&db.pool, &["vehicles"], head, Duration::from_millis(200))
+            .await
+    );
+
+    // Run out of events: the row now records the whole stream and every event seen.
+    let mut steps = 0;
+    while reviews.step().await.unwrap() != Step::Idle {
+        steps += 1;
+        assert!(steps < 1_000, "the worker never ran out of events");
+    }
+    let stored = checkpoint(&db.pool, "reviews").await.unwrap().unwrap();
+    assert_eq!(stored, head);
+    let (seen, total): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT events_seen FROM projection_checkpoints WHERE projection = 'reviews'), \
+                (SELECT count(*) FROM events)",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(seen, total, "skipped events are all counted once");
+
+    // Moved under it by an operator: the worker notices (within RECHECK_EVERY) and starts over.
+    sqlx::query(
+        "UPDATE projection_checkpoints SET transaction_id = '0', global_position = 0 \
+         WHERE projection = 'reviews'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    tokio::time::sleep(carshare_projections::runner::RECHECK_EVERY).await;
+    assert_eq!(
+        reviews.step().await.unwrap(),
+        Step::Idle,
+        "rechecks the row"
+    );
+    assert!(
+        matches!(reviews.step().await.unwrap(), Step::Applied { .. }),
+        "reads again from where the row says"
+    );
+}
+
 #[tokio::test]
 async fn redelivered_events_change_nothing() {
     let db = TestDatabase::create().await;
