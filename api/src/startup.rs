@@ -30,7 +30,7 @@ use carshare_commands::payments::{PaymentService, RefundSweeper};
 use carshare_commands::vehicles::VehicleService;
 use carshare_commands::SystemClock;
 use carshare_event_store::relay::Relay;
-use carshare_event_store::{CommitSignal, MIGRATOR};
+use carshare_event_store::{CommitSignal, SharedReads, MIGRATOR};
 use carshare_projections::{
     KafkaProjectionWorker, ProgressBoard, ProjectionRunner, RunnerSettings,
     Source as ProjectionSource,
@@ -196,6 +196,7 @@ impl Workers<'_> {
     /// Starts one worker per projection, reading the Postgres stream or consuming Kafka as
     /// configured.
     pub fn spawn_projections(&self) -> Vec<JoinHandle<()>> {
+        let reads = Arc::new(SharedReads::default());
         carshare_projections::all()
             .into_iter()
             .map(
@@ -217,7 +218,8 @@ impl Workers<'_> {
                             self.runner,
                             self.board.clone(),
                         )
-                        .woken_by(self.signal.subscribe());
+                        .woken_by(self.signal.subscribe())
+                        .sharing_reads(reads.clone());
                         tokio::spawn(runner.run(self.shutdown.child_token()))
                     }
                 },

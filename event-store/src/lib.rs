@@ -14,7 +14,7 @@ pub mod upcasters;
 
 pub use metadata::EventMetadata;
 pub use store::{event_store, EventStore};
-pub use stream::{CommitSignal, StoredEvent, StreamCursor, StreamReader};
+pub use stream::{CommitSignal, SharedReads, StoredEvent, StreamCursor, StreamReader};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;

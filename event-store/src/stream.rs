@@ -21,6 +21,7 @@ use sqlx::{PgPool, Row};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A point in the ordered stream: after this many events have been seen.
 #[derive(
@@ -206,6 +207,21 @@ pub struct StreamReader {
     pool: PgPool,
     upcasters: Arc<Vec<Box<dyn EventUpcaster>>>,
     columns: &'static str,
+    shared: Option<(Arc<SharedReads>, Duration)>,
+}
+
+/// One read of the stream that the projection workers of a process share: they mostly stand at
+/// the same place and wake on the same commit, so one query can serve them all.
+#[derive(Default)]
+pub struct SharedReads {
+    last: tokio::sync::Mutex<Option<SharedRead>>,
+}
+
+struct SharedRead {
+    after: StreamCursor,
+    limit: i64,
+    started: std::time::Instant,
+    events: Arc<Vec<StoredEvent>>,
 }
 
 impl StreamReader {
@@ -215,7 +231,45 @@ impl StreamReader {
             pool,
             upcasters: Arc::new(upcasters::all()),
             columns: COLUMNS,
+            shared: None,
         }
+    }
+
+    /// A reader whose [`Self::read_after_shared`] hands every caller asking from the same
+    /// cursor the result of one query started at most `fresh` ago (or still running). Such a
+    /// result may lack events committed since; they come with the next read. Shared results
+    /// carry metadata whatever the reader was built with.
+    pub fn sharing(mut self, reads: Arc<SharedReads>, fresh: Duration) -> StreamReader {
+        self.columns = COLUMNS;
+        self.shared = Some((reads, fresh));
+        self
+    }
+
+    /// [`Self::read_after`], through the shared reads when the reader has them.
+    pub async fn read_after_shared(
+        &self,
+        after: StreamCursor,
+        limit: i64,
+    ) -> Result<Arc<Vec<StoredEvent>>, sqlx::Error> {
+        let Some((reads, fresh)) = &self.shared else {
+            return self.read_after(after, limit).await.map(Arc::new);
+        };
+        // Held across the query: callers arriving meanwhile wait for its result.
+        let mut last = reads.last.lock().await;
+        if let Some(read) = last.as_ref() {
+            if read.after == after && read.limit == limit && read.started.elapsed() <= *fresh {
+                return Ok(read.events.clone());
+            }
+        }
+        let started = std::time::Instant::now();
+        let events = Arc::new(self.read_after(after, limit).await?);
+        *last = Some(SharedRead {
+            after,
+            limit,
+            started,
+            events: events.clone(),
+        });
+        Ok(events)
     }
 
     /// A reader whose events carry empty metadata (less to read and parse, for consumers that

@@ -4,7 +4,7 @@
 use crate::metrics;
 use crate::progress::ProgressBoard;
 use crate::projection::{Poisoned, Projection, Target};
-use carshare_event_store::{is_unavailable, StoredEvent, StreamCursor, StreamReader};
+use carshare_event_store::{is_unavailable, SharedReads, StoredEvent, StreamCursor, StreamReader};
 use sqlx::{PgConnection, PgPool};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -136,6 +136,13 @@ impl ProjectionRunner {
         }
     }
 
+    /// Reads the stream through `reads`, shared with the other workers of this process that
+    /// are given the same: a read started within the linger time serves them all.
+    pub fn sharing_reads(mut self, reads: Arc<SharedReads>) -> ProjectionRunner {
+        self.reader = self.reader.sharing(reads, self.settings.linger);
+        self
+    }
+
     /// Also wakes up when this process commits events.
     pub fn woken_by(mut self, wake: watch::Receiver<u64>) -> ProjectionRunner {
         self.wake = Some(wake);
@@ -241,8 +248,9 @@ impl ProjectionRunner {
         };
         let events = self
             .reader
-            .read_after(pos.at, self.settings.batch_size)
+            .read_after_shared(pos.at, self.settings.batch_size)
             .await?;
+        let events = events.as_slice();
         let Some(last) = events.last().map(StoredEvent::cursor) else {
             self.board.publish(name, pos.at);
             if pos.skipped > 0 {
@@ -295,9 +303,9 @@ impl ProjectionRunner {
         }
         let poisoned = self
             .projection
-            .apply(&mut tx, Target::Live, &self.reader, &events)
+            .apply(&mut tx, Target::Live, &self.reader, events)
             .await?;
-        record_dead_letters(&mut tx, name, &events, &poisoned).await?;
+        record_dead_letters(&mut tx, name, events, &poisoned).await?;
         advance(&mut tx, name, last, events.len() + pos.skipped).await?;
         let committed = tx.commit().await;
         if committed.is_err() {
@@ -402,8 +410,17 @@ impl ProjectionRunner {
 /// A projection batch need not wait for its WAL flush: its rows and its checkpoint commit
 /// together, so a crash that loses the commit loses both, and the batch is applied again from
 /// the log. This roughly halves the cost of a batch.
+///
+/// Its statements are also planned for their actual arguments every time: a read table starts
+/// empty and grows, and a plan cached for a connection while it was empty (a sequential scan)
+/// would otherwise stay in use until statistics change, which without autovacuum is never.
+/// Planning a batch's few statements costs far less than one scan of a grown table.
+const BATCH_SETTINGS: &str = "set_config('synchronous_commit', 'off', true), \
+     set_config('plan_cache_mode', 'force_custom_plan', true)";
+
+/// Applies [`BATCH_SETTINGS`] to the rest of the transaction.
 pub(crate) async fn relaxed_commit(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SET LOCAL synchronous_commit = off")
+    sqlx::query(&format!("SELECT {BATCH_SETTINGS}"))
         .execute(conn)
         .await
         .map(|_| ())
@@ -439,17 +456,17 @@ pub(crate) async fn ensure_checkpoint(
     Ok(checkpoint(pool, projection).await?.unwrap_or_default())
 }
 
-/// [`lock_checkpoint`] for a live batch, whose commit need not wait for its WAL flush (see
-/// [`relaxed_commit`]): both in one statement.
+/// [`lock_checkpoint`] for a live batch, with the batch's settings (see [`relaxed_commit`]):
+/// both in one statement.
 async fn lock_checkpoint_relaxed(
     conn: &mut PgConnection,
     projection: &str,
 ) -> Result<StreamCursor, sqlx::Error> {
-    let row: Option<(String, i64)> = sqlx::query_as(
+    let row: Option<(String, i64)> = sqlx::query_as(&format!(
         "SELECT transaction_id::text, global_position FROM projection_checkpoints, \
-           (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed \
-         WHERE projection = $1 FOR UPDATE OF projection_checkpoints",
-    )
+           (SELECT {BATCH_SETTINGS}) AS relaxed \
+         WHERE projection = $1 FOR UPDATE OF projection_checkpoints"
+    ))
     .bind(projection)
     .fetch_optional(&mut *conn)
     .await?;

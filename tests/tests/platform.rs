@@ -182,6 +182,73 @@ async fn the_stream_reads_in_batches_in_transaction_order() {
     assert_eq!(ids, expected);
 }
 
+/// Workers sharing reads get one query's result when they ask from the same cursor within the
+/// freshness window (even if events arrived meanwhile: they come with the next read), a fresh
+/// query from another cursor or after the window.
+#[tokio::test]
+async fn workers_sharing_reads_share_one_query_per_cursor_and_moment() {
+    use carshare_event_store::SharedReads;
+    let db = TestDatabase::create().await;
+    let insert = |i: usize| {
+        let pool = db.pool.clone();
+        async move {
+            let mut tx = pool.begin().await.unwrap();
+            insert_raw(&mut tx, "Probe", &format!("s{i}"), 1, "Probed", json!({})).await;
+            tx.commit().await.unwrap();
+        }
+    };
+    let plain = StreamReader::new(db.pool.clone());
+    let visible = |n: usize| {
+        let plain = plain.clone();
+        async move {
+            eventually(Duration::from_secs(10), || async {
+                plain
+                    .read_after(StreamCursor::START, 100)
+                    .await
+                    .unwrap()
+                    .len()
+                    == n
+            })
+            .await
+        }
+    };
+    for i in 0..3 {
+        insert(i).await;
+    }
+    assert!(visible(3).await);
+    let fresh = Duration::from_secs(2);
+    let reads = Arc::new(SharedReads::default());
+    let one = StreamReader::new(db.pool.clone()).sharing(reads.clone(), fresh);
+    let other = StreamReader::new(db.pool.clone())
+        .without_metadata()
+        .sharing(reads.clone(), fresh);
+    let first = one
+        .read_after_shared(StreamCursor::START, 100)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 3);
+
+    insert(3).await;
+    assert!(visible(4).await);
+    let second = other
+        .read_after_shared(StreamCursor::START, 100)
+        .await
+        .unwrap();
+    assert!(std::sync::Arc::ptr_eq(&first, &second));
+    assert_eq!(second.len(), 3, "the shared result, not a new query");
+    let after = first.last().unwrap().cursor();
+    let next = other.read_after_shared(after, 100).await.unwrap();
+    assert_eq!(next.len(), 1, "another cursor is another query");
+    assert_eq!(next[0].aggregate_id, "s3");
+
+    tokio::time::sleep(fresh).await;
+    let later = one
+        .read_after_shared(StreamCursor::START, 100)
+        .await
+        .unwrap();
+    assert_eq!(later.len(), 4, "after the window, a new query");
+}
+
 /// Steps the runner until it has applied every event in the log (other tests' transactions in
 /// the same cluster can hold the horizon back for a moment, so idling is not the end).
 async fn run_until_idle(runner: &ProjectionRunner) -> usize {
@@ -305,6 +372,72 @@ async fn a_worker_skips_foreign_events_without_a_write_each_time_and_waits_stay_
         matches!(reviews.step().await.unwrap(), Step::Applied { .. }),
         "reads again from where the row says"
     );
+}
+
+/// A projection that records the settings its batches run under.
+struct SettingsProbe(std::sync::Mutex<Vec<(String, String)>>);
+
+#[async_trait::async_trait]
+impl Projection for SettingsProbe {
+    fn name(&self) -> &'static str {
+        "settings_probe"
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["Vehicle"]
+    }
+    async fn apply(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        _target: Target,
+        _reader: &StreamReader,
+        _events: &[carshare_event_store::StoredEvent],
+    ) -> Result<Vec<carshare_projections::Poisoned>, sqlx::Error> {
+        let seen: (String, String) = sqlx::query_as(
+            "SELECT current_setting('synchronous_commit'), current_setting('plan_cache_mode')",
+        )
+        .fetch_one(conn)
+        .await?;
+        self.0.lock().unwrap().push(seen);
+        Ok(Vec::new())
+    }
+    async fn applied_sequence(&self, _: &PgPool, _: &str, _: &str) -> Result<i64, sqlx::Error> {
+        Ok(0)
+    }
+}
+
+/// A live batch commits without waiting for its WAL flush and plans its statements for their
+/// arguments (a plan cached while a read table was empty would scan it whole once it grew);
+/// the pool's other work keeps the defaults.
+#[tokio::test]
+async fn live_batches_run_relaxed_and_plan_for_their_arguments() {
+    let db = TestDatabase::create().await;
+    write_history(&db.pool, 2).await;
+    let probe = Arc::new(SettingsProbe(Default::default()));
+    let runner = ProjectionRunner::new(
+        db.pool.clone(),
+        probe.clone(),
+        RunnerSettings::default(),
+        ProgressBoard::default(),
+    );
+    run_until_idle(&runner).await;
+    let seen = probe.0.lock().unwrap().clone();
+    assert!(!seen.is_empty());
+    for (sync, plans) in &seen {
+        assert_eq!(
+            (sync.as_str(), plans.as_str()),
+            ("off", "force_custom_plan")
+        );
+    }
+    let outside: (String, String) = sqlx::query_as(
+        "SELECT current_setting('synchronous_commit'), current_setting('plan_cache_mode')",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(outside, ("on".to_string(), "auto".to_string()));
 }
 
 #[tokio::test]

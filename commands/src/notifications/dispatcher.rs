@@ -220,6 +220,11 @@ impl Dispatcher {
             "SELECT id, user_id, kind, title, body, data, booking_id, created_at, position \
              FROM read.notifications WHERE id = ANY($1)",
         )
+        // Planned for the actual ids each time: the inbox grows from empty, and a plan cached
+        // while it was small would scan it whole (as projection batches are; see
+        // `BATCH_SETTINGS`). The claim above keeps its cached plan: planned afresh it measured
+        // slower in the booking benchmark (3.7 against 1.1 ms a call).
+        .persistent(false)
         .bind(&ids)
         .fetch_all(&self.pool)
         .await?
@@ -297,6 +302,8 @@ impl Dispatcher {
                AS u(id, channel, status, error, delay) \
              WHERE d.notification_id = u.id AND d.channel = u.channel",
         )
+        // Planned afresh, as the inbox read above.
+        .persistent(false)
         .bind(recorded.ids)
         .bind(recorded.channels)
         .bind(recorded.statuses)
