@@ -38,6 +38,9 @@ use uuid::Uuid;
 /// Name of the projection.
 pub const NAME: &str = "notifications";
 
+/// How long the live inbox worker lets events gather before a batch.
+pub const INBOX_LINGER: std::time::Duration = std::time::Duration::from_millis(25);
+
 /// Namespace of notification ids (UUID v5 of event and recipient).
 const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6b1f_2d4e_93a0_4c55_8e2f_0c7d_1a9b_3e61);
 
@@ -473,6 +476,13 @@ impl Projection for NotificationProjection {
 
     fn needs_metadata(&self) -> bool {
         false
+    }
+
+    /// No command waits for the inbox (only reads with `min_position` do), and a push is not
+    /// hurried by a few milliseconds: batches gather for 25 ms, so a steady stream of bookings
+    /// costs this worker about forty transactions a second rather than one per few bookings.
+    fn min_linger(&self) -> std::time::Duration {
+        INBOX_LINGER
     }
 
     async fn apply(

@@ -54,6 +54,26 @@ pub trait Projection: Send + Sync {
         self.aggregate_types().contains(&aggregate_type)
     }
 
+    /// The event types it reads, when it reads only some of its aggregates' events (`None`:
+    /// all of them). A batch holding none of them is passed over like one of foreign events.
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
+    /// Whether `event` can change its tables.
+    fn concerns(&self, event: &StoredEvent) -> bool {
+        self.handles(&event.aggregate_type)
+            && self
+                .event_types()
+                .is_none_or(|types| types.contains(&event.event_type.as_str()))
+    }
+
+    /// The least time its live worker lets events gather before a batch (the worker's linger
+    /// when longer). A read model that no command waits for can take larger, fewer batches.
+    fn min_linger(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
     /// Whether it reads event metadata (actor, correlation id); when not, the stream is read
     /// without it.
     fn needs_metadata(&self) -> bool {

@@ -111,6 +111,10 @@ impl Projection for ReviewProjection {
         &[Booking::TYPE]
     }
 
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["ReviewSubmitted"])
+    }
+
     fn needs_metadata(&self) -> bool {
         false
     }
@@ -251,4 +255,40 @@ pub async fn of_booking(pool: &PgPool, booking_id: Uuid) -> Result<Vec<ReviewRow
     .bind(booking_id)
     .fetch_all(pool)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::RawValue;
+
+    fn event(aggregate_type: &str, event_type: &str) -> StoredEvent {
+        StoredEvent {
+            position: 1,
+            transaction_id: 1,
+            aggregate_type: aggregate_type.into(),
+            aggregate_id: Uuid::nil().to_string(),
+            sequence: 1,
+            event_type: event_type.into(),
+            event_version: "1.0".into(),
+            payload: RawValue::NULL.to_owned(),
+            metadata: RawValue::NULL.to_owned(),
+            recorded_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn only_submitted_reviews_concern_the_review_tables() {
+        assert!(ReviewProjection.concerns(&event("Booking", "ReviewSubmitted")));
+        for (aggregate, kind) in [
+            ("Booking", "BookingRequested"),
+            ("Booking", "BookingCompleted"),
+            ("Vehicle", "ReviewSubmitted"),
+        ] {
+            assert!(
+                !ReviewProjection.concerns(&event(aggregate, kind)),
+                "{aggregate}/{kind}"
+            );
+        }
+    }
 }

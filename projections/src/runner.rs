@@ -208,10 +208,11 @@ impl ProjectionRunner {
     }
 
     async fn linger(&self, shutdown: &CancellationToken) {
-        if !self.settings.linger.is_zero() {
+        let linger = self.settings.linger.max(self.projection.min_linger());
+        if !linger.is_zero() {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                _ = tokio::time::sleep(self.settings.linger) => {}
+                _ = tokio::time::sleep(linger) => {}
             }
         }
     }
@@ -268,10 +269,7 @@ impl ProjectionRunner {
             return Ok(Step::Idle);
         };
         let started = Instant::now();
-        if !events
-            .iter()
-            .any(|e| self.projection.handles(&e.aggregate_type))
-        {
+        if !events.iter().any(|e| self.projection.concerns(e)) {
             // Nothing here for this projection: move past the batch, writing the checkpoint
             // row at most every SKIP_WRITE_EVERY (one statement, unless someone else moved it
             // meanwhile).
