@@ -62,10 +62,17 @@ impl<A: Clone> StateCache<A> {
             };
             entries.states.remove(&oldest);
         }
-        // Forgotten ids linger in the order queue; keep it from growing without bound.
+        // Forgotten ids linger in the order queue, and an id forgotten and cached again is in it
+        // twice: keep it from growing without bound (each cached id once, at its latest place).
         if entries.order.len() > 2 * self.capacity {
             let Entries { states, order } = &mut *entries;
-            order.retain(|id| states.contains_key(id));
+            let mut seen = std::collections::HashSet::new();
+            let latest: Vec<String> = order
+                .drain(..)
+                .rev()
+                .filter(|id| states.contains_key(id) && seen.insert(id.clone()))
+                .collect();
+            order.extend(latest.into_iter().rev());
         }
     }
 
