@@ -202,7 +202,7 @@ async fn poll_checkpoint(
     }
 }
 
-/// Whether no event that projection `name` handles lies after `from` up to `to` (inclusive).
+/// Whether no event that projection `name` reads lies after `from` up to `to` (inclusive).
 async fn nothing_to_apply(
     pool: &PgPool,
     name: &str,
@@ -216,13 +216,15 @@ async fn nothing_to_apply(
         "SELECT NOT EXISTS (SELECT 1 FROM events \
            WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
              AND (transaction_id, global_position) <= ($3::text::xid8, $4) \
-             AND aggregate_type = ANY($5))",
+             AND aggregate_type = ANY($5) \
+             AND ($6::text[] IS NULL OR event_type = ANY($6)))",
     )
     .bind(from.transaction_id.to_string())
     .bind(from.position)
     .bind(to.transaction_id.to_string())
     .bind(to.position)
     .bind(projection.aggregate_types())
+    .bind(projection.event_types())
     .fetch_one(pool)
     .await
 }

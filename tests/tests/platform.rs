@@ -293,7 +293,19 @@ async fn a_worker_skips_foreign_events_without_a_write_each_time_and_waits_stay_
     use carshare_projections::reviews::ReviewProjection;
     use carshare_projections::runner::checkpoint;
     let db = TestDatabase::create().await;
-    write_history(&db.pool, 4).await; // vehicle events only
+    write_history(&db.pool, 4).await; // vehicle events
+                                      // And a booking event, of a type the reviews projection does not read.
+    let mut tx = db.pool.begin().await.unwrap();
+    insert_raw(
+        &mut tx,
+        "Booking",
+        &Uuid::new_v4().to_string(),
+        1,
+        "BookingRequested",
+        json!({}),
+    )
+    .await;
+    tx.commit().await.unwrap();
     let head = head_cursor(&db.pool).await;
     let board = ProgressBoard::default();
     let reviews = ProjectionRunner::new(
@@ -322,7 +334,7 @@ async fn a_worker_skips_foreign_events_without_a_write_each_time_and_waits_stay_
         "this process's waiters see the progress at once"
     );
 
-    // Another process sees only the rows: the reviews row lags, but nothing it handles lies
+    // Another process sees only the rows: the reviews row lags, but nothing it reads lies
     // before the head, so a wait for the head does not block; the vehicles projection (never
     // run here) has everything left to apply, so waiting for it times out.
     let elsewhere = ProgressBoard::default();
