@@ -11,7 +11,7 @@
 use crate::metrics;
 use crate::progress::ProgressBoard;
 use crate::projection::{Poisoned, Projection, Target};
-use crate::runner::{ensure_checkpoint, record_dead_letters, relaxed_commit, share_checkpoint};
+use crate::runner::{ensure_checkpoint, live_batch, record_dead_letters, share_checkpoint};
 use carshare_event_store::kafka::{self, KafkaSettings};
 use carshare_event_store::{is_unavailable, StoredEvent, StreamCursor, StreamReader};
 use chrono::{DateTime, Utc};
@@ -404,7 +404,7 @@ impl KafkaProjectionWorker {
     async fn apply(&self, batch: &Batch) -> Result<Vec<Poisoned>, sqlx::Error> {
         let name = self.projection.name();
         let mut tx = self.pool.begin().await?;
-        relaxed_commit(&mut tx).await?;
+        live_batch(&mut tx).await?;
         share_checkpoint(&mut tx, name).await?;
         let filled = self.fill_gaps(&mut tx, batch).await?;
         let events: std::borrow::Cow<'_, [StoredEvent]> = if filled.is_empty() {
