@@ -181,17 +181,22 @@ async fn poll_checkpoint(
     target: StreamCursor,
     deadline: Instant,
 ) -> bool {
+    let projection = crate::by_name(name);
     loop {
         match crate::runner::checkpoint(pool, name).await {
             Ok(Some(cursor)) if cursor >= target => return true,
             // A worker writes its checkpoint over events it does not handle only now and then
             // (`SKIP_WRITE_EVERY`): none of those between its checkpoint and the target means
             // its tables already show the target.
-            Ok(Some(cursor)) => match nothing_to_apply(pool, name, cursor, target).await {
-                Ok(true) => return true,
-                Ok(false) => {}
-                Err(e) => tracing::debug!(error = %e, "checkpoint poll failed"),
-            },
+            Ok(Some(cursor)) => {
+                if let Some(p) = &projection {
+                    match nothing_to_apply(pool, p.as_ref(), cursor, target).await {
+                        Ok(true) => return true,
+                        Ok(false) => {}
+                        Err(e) => tracing::debug!(error = %e, "checkpoint poll failed"),
+                    }
+                }
+            }
             Ok(None) => {}
             Err(e) => tracing::debug!(error = %e, "checkpoint poll failed"),
         }
@@ -202,16 +207,13 @@ async fn poll_checkpoint(
     }
 }
 
-/// Whether no event that projection `name` reads lies after `from` up to `to` (inclusive).
+/// Whether no event that `projection` reads lies after `from` up to `to` (inclusive).
 async fn nothing_to_apply(
     pool: &PgPool,
-    name: &str,
+    projection: &dyn crate::Projection,
     from: StreamCursor,
     to: StreamCursor,
 ) -> Result<bool, sqlx::Error> {
-    let Some(projection) = crate::by_name(name) else {
-        return Ok(false);
-    };
     sqlx::query_scalar(
         "SELECT NOT EXISTS (SELECT 1 FROM events \
            WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \

@@ -294,7 +294,7 @@ impl ProjectionRunner {
             });
         }
         let mut tx = self.pool.begin().await?;
-        if lock_checkpoint_relaxed(&mut tx, name).await? != pos.stored {
+        if lock_checkpoint_for_batch(&mut tx, name).await? != pos.stored {
             // Another worker or a rebuild moved it: read it afresh next time.
             self.remember(None);
             return Ok(Step::Raced);
@@ -464,7 +464,7 @@ pub(crate) async fn ensure_checkpoint(
 
 /// [`lock_checkpoint`] for a live batch, with the batch's settings (see [`live_batch`]): both
 /// in one statement.
-async fn lock_checkpoint_relaxed(
+async fn lock_checkpoint_for_batch(
     conn: &mut PgConnection,
     projection: &str,
 ) -> Result<StreamCursor, sqlx::Error> {

@@ -200,7 +200,7 @@ impl BookingService {
             let decided = match cached {
                 Some(loaded) => {
                     match self.decide_request(actor, at, booking_id, &request, loaded) {
-                        Err(BookingServiceError::Infra(e)) => Err(BookingServiceError::Infra(e)),
+                        Err(e @ BookingServiceError::Infra(_)) => Err(e),
                         Err(_) => {
                             self.vehicle_states.forget(&vehicle_key);
                             let loaded = self.vehicles.load_versioned(&vehicle_key).await?;
