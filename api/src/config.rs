@@ -238,7 +238,8 @@ pub struct Settings {
     /// (`PROJECTION_LINGER_MS`, 0–100, default 3): fewer, larger transactions under a steady
     /// stream, for that much more wait before a write shows.
     pub projection_linger: Duration,
-    /// How long a command waits for the read models to show its write (`READ_YOUR_WRITES_TIMEOUT_MS`, default 3000).
+    /// How long a read waits for the read models to show the writes it must show (a command, in
+    /// Kafka mode, for its own) (`READ_YOUR_WRITES_TIMEOUT_MS`, default 3000).
     pub read_your_writes_timeout: Duration,
     /// Largest JSON body accepted (`MAX_JSON_BODY_BYTES`, default 65536).
     pub max_json_body_bytes: usize,

@@ -505,12 +505,16 @@ impl Projection for NotificationProjection {
         );
         let sql = match target {
             Target::Rebuild => insert,
-            // Only entries inserted now get deliveries: a redelivered event sends nothing.
+            // Only entries inserted now get deliveries: a redelivered event sends nothing. A
+            // push is queued only for a recipient with a registered device (without one it
+            // could only be skipped).
             Target::Live => format!(
                 "WITH inserted AS ({insert} RETURNING id, user_id) \
                  INSERT INTO notification_deliveries (notification_id, channel, user_id) \
                  SELECT i.id, c.channel, i.user_id FROM inserted i \
                  CROSS JOIN (VALUES ('websocket'), ('push')) AS c (channel) \
+                 WHERE c.channel = 'websocket' \
+                    OR EXISTS (SELECT 1 FROM notification_devices d WHERE d.user_id = i.user_id) \
                  ON CONFLICT DO NOTHING"
             ),
         };

@@ -1,5 +1,6 @@
-//! Where each projection stands, for read-your-writes: after a command, the API waits (bounded)
-//! until the projections it reads from have passed the command's events.
+//! Where each projection stands, for read-your-writes: before a read, the API waits (bounded)
+//! until the projections it reads from have passed the writes it must show: the position a
+//! client names, and (reading the Postgres stream) every write this process has acknowledged.
 //!
 //! Reading the Postgres stream, a projection's checkpoint is a stream position: "passed" means
 //! every event up to the position is applied. Consuming Kafka, partitions advance
@@ -10,7 +11,7 @@
 use carshare_event_store::StreamCursor;
 use sqlx::PgPool;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -32,6 +33,8 @@ pub struct ProgressBoard {
     inner: Arc<RwLock<HashMap<&'static str, watch::Sender<StreamCursor>>>>,
     source: Source,
     applied: Arc<watch::Sender<u64>>,
+    acknowledged: Arc<Mutex<Option<StreamCursor>>>,
+    observed: Arc<RwLock<HashMap<String, StreamCursor>>>,
 }
 
 /// How often a projection run elsewhere is polled while waiting.
@@ -49,6 +52,23 @@ impl ProgressBoard {
     /// Where the workers read.
     pub fn source(&self) -> Source {
         self.source
+    }
+
+    /// Records that this process answered a command whose events end at `cursor`: reads it
+    /// serves from now on wait for their projections to pass it (see [`Self::acknowledged`]).
+    pub fn acknowledge(&self, cursor: StreamCursor) {
+        if let Ok(mut furthest) = self.acknowledged.lock() {
+            if furthest.is_none_or(|f| cursor > f) {
+                *furthest = Some(cursor);
+            }
+        }
+    }
+
+    /// The furthest command position this process has acknowledged. On the Postgres stream a
+    /// projection that has passed it shows every write answered here before, whichever
+    /// transaction committed first, since the stream is read in commit-safe order.
+    pub fn acknowledged(&self) -> Option<StreamCursor> {
+        self.acknowledged.lock().ok().and_then(|f| *f)
     }
 
     /// Records that a Kafka worker of this process committed a batch (wakes waiters).
@@ -109,7 +129,7 @@ impl ProgressBoard {
                 Some(mut rx) => tokio::time::timeout_at(deadline, rx.wait_for(|c| *c >= target))
                     .await
                     .is_ok_and(|r| r.is_ok()),
-                None => poll_checkpoint(pool, name, target, deadline).await,
+                None => self.wait_elsewhere(pool, name, target, deadline).await,
             };
             if !reached {
                 return false;
@@ -120,6 +140,35 @@ impl ProgressBoard {
 }
 
 impl ProgressBoard {
+    /// A projection run by another process: its checkpoint row is polled, unless an earlier
+    /// poll already saw it at or past `target` (reads then cost no query).
+    async fn wait_elsewhere(
+        &self,
+        pool: &PgPool,
+        name: &str,
+        target: StreamCursor,
+        deadline: Instant,
+    ) -> bool {
+        let seen = self
+            .observed
+            .read()
+            .ok()
+            .and_then(|map| map.get(name).copied());
+        if seen.is_some_and(|c| c >= target) {
+            return true;
+        }
+        if !poll_checkpoint(pool, name, target, deadline).await {
+            return false;
+        }
+        if let Ok(mut map) = self.observed.write() {
+            let entry = map.entry(name.to_string()).or_insert(target);
+            if target > *entry {
+                *entry = target;
+            }
+        }
+        true
+    }
+
     /// Kafka mode: waits until the event at `target` is applied by each named projection that
     /// handles its aggregate type.
     async fn wait_for_event(
@@ -229,4 +278,32 @@ async fn nothing_to_apply(
     .bind(projection.event_types())
     .fetch_one(pool)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(transaction_id: u64, position: i64) -> StreamCursor {
+        StreamCursor {
+            transaction_id,
+            position,
+        }
+    }
+
+    #[test]
+    fn the_acknowledged_position_is_the_furthest_in_stream_order() {
+        let board = ProgressBoard::new(Source::Postgres);
+        assert_eq!(board.acknowledged(), None);
+        board.acknowledge(at(20, 5));
+        // Answered later, but written by an earlier transaction: the stream reaches it first.
+        board.acknowledge(at(19, 9));
+        assert_eq!(board.acknowledged(), Some(at(20, 5)));
+        board.acknowledge(at(20, 6));
+        assert_eq!(board.acknowledged(), Some(at(20, 6)));
+        // Clones share it (every handler of the process holds one).
+        let clone = board.clone();
+        clone.acknowledge(at(21, 7));
+        assert_eq!(board.acknowledged(), Some(at(21, 7)));
+    }
 }

@@ -58,6 +58,7 @@ struct Scene {
     host: String,
     guest: String,
     guest_id: Uuid,
+    host_id: Uuid,
     vehicle: String,
 }
 
@@ -67,7 +68,7 @@ async fn scene() -> Scene {
         ..Default::default()
     })
     .await;
-    let (_, host) = app.user(Role::Host);
+    let (host_id, host) = app.user(Role::Host);
     let (guest_id, guest) = app.user(Role::Guest);
     let vehicle = app
         .register_vehicle(&host, &vehicle_body(37.5665, 126.9780))
@@ -78,6 +79,7 @@ async fn scene() -> Scene {
         host,
         guest,
         guest_id,
+        host_id,
         vehicle,
     }
 }
@@ -1489,11 +1491,7 @@ async fn a_guest_cancelling_late_gets_half_back() {
         Arc::new(clock.clone()),
     );
     let guest = Actor::new(s.guest_id, Role::Guest);
-    let host_id: Uuid = sqlx::query_scalar("SELECT owner_id FROM read.vehicles WHERE id = $1")
-        .bind(Uuid::parse_str(&s.vehicle).unwrap())
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
+    let host_id = s.host_id;
     let host = Actor::new(host_id, Role::Host);
     let meta = EventMetadata::system("Test", Utc::now());
     // Booked 30 hours ahead, 3 hours long: 36,000 won.
@@ -1595,11 +1593,7 @@ async fn an_approved_booking_left_unpaid_is_cancelled_at_its_payment_deadline() 
         service.clone(),
         std::time::Duration::from_secs(60),
     );
-    let host_id: Uuid = sqlx::query_scalar("SELECT owner_id FROM read.vehicles WHERE id = $1")
-        .bind(Uuid::parse_str(&s.vehicle).unwrap())
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
+    let host_id = s.host_id;
     let meta = EventMetadata::system("Test", Utc::now());
     let start = slot(Duration::days(1));
     let done = service

@@ -821,7 +821,7 @@ async fn a_client_reads_its_own_write_at_once() {
 }
 
 #[tokio::test]
-async fn reads_wait_for_min_position_when_projections_run_elsewhere() {
+async fn reads_wait_for_the_instances_writes_and_for_min_position_when_projections_run_elsewhere() {
     let app = TestApp::spawn_with(AppOptions {
         env: vec![
             ("RUN_PROJECTIONS", "false".into()),
@@ -831,11 +831,12 @@ async fn reads_wait_for_min_position_when_projections_run_elsewhere() {
     })
     .await;
     let (_, host) = app.user(Role::Host);
+    // The command answers once committed: it does not wait for the (absent) workers.
     let res = app
         .post("/v1/vehicles", Some(&host), &vehicle_body(37.5, 127.0))
         .await;
     assert_eq!(res.status(), 201);
-    assert_eq!(res.headers().get("x-read-model-lag").unwrap(), "true");
+    assert!(res.headers().get("x-read-model-lag").is_none());
     let position = res
         .headers()
         .get("x-stream-position")
@@ -845,25 +846,38 @@ async fn reads_wait_for_min_position_when_projections_run_elsewhere() {
         .to_string();
     let created: Value = res.json().await.unwrap();
     let id = created["id"].as_str().unwrap().to_string();
-    assert_eq!(
-        app.get(&format!("/v1/vehicles/{id}"), None).await.status(),
-        404
+    // A read on this instance waits for the write it answered; nobody projects it, so the
+    // wait runs out (300 ms, ending up to one 10 ms poll early) before the answer.
+    let asked = std::time::Instant::now();
+    let res = app.get(&format!("/v1/vehicles/{id}"), None).await;
+    assert_eq!(res.status(), 404);
+    assert!(
+        asked.elapsed() >= Duration::from_millis(250),
+        "the read waited"
     );
+    let res = app.get("/v1/hosts/me/vehicles", Some(&host)).await;
+    assert_eq!(res.headers().get("x-read-model-lag").unwrap(), "true");
 
-    // A worker in "another process" catches up while the read waits for the position.
+    // A worker in "another process" catches up while a plain read waits: no position named.
     let pool = app.pool().clone();
     let worker = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let r = runner(&pool, 100);
         run_until_idle(&r).await;
     });
-    let (status, got) = json(
+    let res = app.get(&format!("/v1/vehicles/{id}"), None).await;
+    assert!(res.headers().get("x-read-model-lag").is_none());
+    let (status, got) = json(res).await;
+    worker.await.unwrap();
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got, created);
+    // The position, named explicitly (as a read on another instance would), is satisfied too.
+    let (status, _) = json(
         app.get(&format!("/v1/vehicles/{id}?min_position={position}"), None)
             .await,
     )
     .await;
-    worker.await.unwrap();
-    assert_eq!(status, 200, "{got}");
+    assert_eq!(status, 200);
     let (status, body) = json(
         app.get(&format!("/v1/vehicles/{id}?min_position=garbage"), None)
             .await,

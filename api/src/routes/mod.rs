@@ -18,6 +18,7 @@ use crate::middleware::observe::CorrelationId;
 use crate::state::AppState;
 use actix_web::{HttpMessage, HttpRequest, HttpResponseBuilder};
 use carshare_event_store::{EventMetadata, StreamCursor};
+use carshare_projections::Source;
 use chrono::Utc;
 use uuid::Uuid;
 
@@ -74,31 +75,56 @@ pub fn parse_min_position(raw: Option<&str>) -> Result<Option<StreamCursor>, Api
     .transpose()
 }
 
-/// Waits for the named projections to reach `min_position` (if given), bounded.
+/// Before a read: waits (bounded) for the named projections to show `min_position` (if given)
+/// and every write this process has acknowledged, so a client reads its own writes without
+/// naming them; `min_position` carries a write answered by another instance.
 pub async fn await_position(
     state: &AppState,
     projections: &[&str],
     min_position: Option<&str>,
     response: &mut HttpResponseBuilder,
 ) -> Result<(), ApiError> {
-    let cursor = parse_min_position(min_position)?;
-    if !state.settle(projections, cursor).await {
+    let named = parse_min_position(min_position)?;
+    let target = named.max(state.progress.acknowledged());
+    if !state.settle(projections, target).await {
         response.insert_header((READ_MODEL_LAG, "true"));
     }
     Ok(())
 }
 
-/// After a command: waits for the read models, then sets the position headers.
+/// Before a command that decides on read tables (account erasure, settlement): waits for the
+/// named projections to show every write this process has acknowledged, or answers 503.
+pub async fn await_own_writes(state: &AppState, projections: &[&str]) -> Result<(), ApiError> {
+    if state
+        .settle(projections, state.progress.acknowledged())
+        .await
+    {
+        Ok(())
+    } else {
+        Err(ApiError::unavailable(anyhow::anyhow!(
+            "read models {projections:?} lag behind this instance's writes"
+        )))
+    }
+}
+
+/// After a command: sets the position header and makes later reads wait for the write.
+///
+/// Reading the Postgres stream, the command does not wait for the read models: its response is
+/// rendered from the aggregate, and the wait moves to the reads that must show it
+/// ([`await_position`]), so a write costs one commit and no read-model round trip. Consuming
+/// Kafka, partitions advance independently and a later position does not cover an earlier
+/// one, so the command waits for its own event as before.
 pub async fn settle_command(
     state: &AppState,
     projections: &[&str],
     cursor: Option<StreamCursor>,
     response: &mut HttpResponseBuilder,
 ) {
-    if let Some(c) = cursor {
-        response.insert_header((STREAM_POSITION, c.to_string()));
-    }
-    if !state.settle(projections, cursor).await {
+    let Some(c) = cursor else { return };
+    response.insert_header((STREAM_POSITION, c.to_string()));
+    if state.progress.source() == Source::Postgres {
+        state.progress.acknowledge(c);
+    } else if !state.settle(projections, cursor).await {
         tracing::warn!("read models did not reach the command's events in time");
         response.insert_header((READ_MODEL_LAG, "true"));
     }

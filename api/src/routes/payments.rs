@@ -382,6 +382,16 @@ pub async fn settle(
     user.require(&[carshare_domain::Role::Admin])?;
     let cutoff = body.0.unwrap_or_default().cutoff.unwrap_or_else(Utc::now);
     let meta = command_metadata(&req, &user, "SettlePayments")?;
+    // What is due is read from the payments and bookings tables: they must show the payments
+    // and returns this instance has answered.
+    crate::routes::await_own_writes(
+        &state,
+        &[
+            carshare_projections::payments::NAME,
+            carshare_projections::bookings::NAME,
+        ],
+    )
+    .await?;
     let issued = state.payments.settle(cutoff, &meta).await?;
     let body: Vec<SettlementResponse> = issued.iter().map(SettlementResponse::from).collect();
     Ok(HttpResponse::Ok().json(body))

@@ -88,6 +88,9 @@ async fn update_me(
 )]
 #[delete("/users/me")]
 async fn erase_me(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, ApiError> {
+    // The live-vehicle check reads the vehicles table: it must show this instance's writes
+    // (a vehicle registered just before).
+    crate::routes::await_own_writes(&state, &[carshare_projections::vehicles::NAME]).await?;
     let families = state.accounts.erase(user.id).await?;
     state
         .revocations
