@@ -70,6 +70,30 @@ impl InboxPublisher for RedisUpdates {
             .map(|_| ())
             .map_err(|e| format!("publishing to Redis for {user_id}: {e}"))
     }
+
+    /// The messages in one pipeline: one round trip, in order; all published or, when the
+    /// round trip fails, all reported failed (to be retried).
+    async fn publish_all(
+        &self,
+        user_id: Uuid,
+        messages: &[serde_json::Value],
+    ) -> Vec<Result<(), String>> {
+        let channel = self.redis.key(NOTIFICATIONS);
+        let mut pipeline = redis::pipe();
+        for message in messages {
+            pipeline
+                .cmd("PUBLISH")
+                .arg(&channel)
+                .arg(message.to_string());
+        }
+        match self.redis.run_pipeline::<Vec<i64>>(&pipeline).await {
+            Ok(_) => messages.iter().map(|_| Ok(())).collect(),
+            Err(e) => {
+                let error = format!("publishing to Redis for {user_id}: {e}");
+                messages.iter().map(|_| Err(error.clone())).collect()
+            }
+        }
+    }
 }
 
 /// An inbox entry as published on the notifications channel.

@@ -3,7 +3,7 @@
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::time::Duration;
-use tokio::sync::Mutex;
+use tokio::sync::OnceCell;
 
 /// Redis could not be reached in time.
 #[derive(Debug, thiserror::Error)]
@@ -13,7 +13,9 @@ pub struct RedisDown(pub String);
 /// The shared handle.
 pub struct RedisHandle {
     client: redis::Client,
-    manager: Mutex<Option<ConnectionManager>>,
+    /// Made on first use (callers arriving meanwhile wait for it); a failed attempt leaves it
+    /// unmade, so the next command tries again. Once made it reconnects by itself.
+    manager: OnceCell<ConnectionManager>,
     timeout: Duration,
     prefix: String,
 }
@@ -27,7 +29,7 @@ impl RedisHandle {
     ) -> Result<RedisHandle, redis::RedisError> {
         Ok(RedisHandle {
             client: redis::Client::open(url)?,
-            manager: Mutex::new(None),
+            manager: OnceCell::new(),
             timeout,
             prefix,
         })
@@ -39,30 +41,41 @@ impl RedisHandle {
     }
 
     async fn connection(&self) -> Result<ConnectionManager, RedisDown> {
-        let mut guard = self.manager.lock().await;
-        if let Some(manager) = guard.as_ref() {
-            return Ok(manager.clone());
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(self.timeout)
-            .set_response_timeout(self.timeout)
-            .set_number_of_retries(1)
-            .set_max_delay(500);
-        let manager = tokio::time::timeout(
-            self.timeout * 2,
-            ConnectionManager::new_with_config(self.client.clone(), config),
-        )
-        .await
-        .map_err(|_| RedisDown("connect timed out".into()))?
-        .map_err(|e| RedisDown(e.to_string()))?;
-        *guard = Some(manager.clone());
-        Ok(manager)
+        self.manager
+            .get_or_try_init(|| async {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(self.timeout)
+                    .set_response_timeout(self.timeout)
+                    .set_number_of_retries(1)
+                    .set_max_delay(500);
+                tokio::time::timeout(
+                    self.timeout * 2,
+                    ConnectionManager::new_with_config(self.client.clone(), config),
+                )
+                .await
+                .map_err(|_| RedisDown("connect timed out".into()))?
+                .map_err(|e| RedisDown(e.to_string()))
+            })
+            .await
+            .cloned()
     }
 
     /// Runs one command, bounded by the timeout.
     pub async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisDown> {
         let mut conn = self.connection().await?;
         tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn))
+            .await
+            .map_err(|_| RedisDown("command timed out".into()))?
+            .map_err(|e| RedisDown(e.to_string()))
+    }
+
+    /// Runs `pipeline` (its commands in order, one round trip), bounded by the timeout.
+    pub async fn run_pipeline<T: redis::FromRedisValue>(
+        &self,
+        pipeline: &redis::Pipeline,
+    ) -> Result<T, RedisDown> {
+        let mut conn = self.connection().await?;
+        tokio::time::timeout(self.timeout, pipeline.query_async::<T>(&mut conn))
             .await
             .map_err(|_| RedisDown("command timed out".into()))?
             .map_err(|e| RedisDown(e.to_string()))

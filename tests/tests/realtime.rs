@@ -203,6 +203,35 @@ async fn inbox_entries_reach_the_recipient_on_an_instance_that_sends_nothing_its
     assert_eq!(message["user_id"], user_id);
     assert_eq!(message["notification"]["title"], "환영합니다");
     assert_eq!(message["notification"]["kind"], "announcement");
+    // Several entries for one user, sent back to back (the dispatcher publishes a user's run of
+    // entries in one round trip): every one arrives, in the order they were made.
+    let titles: Vec<String> = (1..=6).map(|i| format!("공지 {i}")).collect();
+    for title in &titles {
+        let (status, _) = json(
+            a.post(
+                "/v1/notifications/send",
+                Some(&admin),
+                &json!({"user_id": user_id, "title": title, "body": "순서대로 도착해야 합니다."}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    let mut heard = Vec::new();
+    while heard.len() < titles.len() {
+        let Some(message) = next_of(&mut listener, "notification", StdDuration::from_secs(3)).await
+        else {
+            break;
+        };
+        heard.push(
+            message["notification"]["title"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    assert_eq!(heard, titles, "every entry, once, in order");
     assert!(next_of(
         &mut bystander,
         "notification",
@@ -227,4 +256,58 @@ async fn next_of(socket: &mut Socket, kind: &str, timeout: StdDuration) -> Optio
             }
         }
     }
+}
+
+#[tokio::test]
+async fn a_users_run_of_inbox_entries_is_published_in_order_or_reported_failed_together() {
+    use carshare_api::realtime::RedisUpdates;
+    use carshare_api::redis_client::RedisHandle;
+    use carshare_commands::notifications::InboxPublisher;
+    use std::sync::Arc;
+
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let redis = Arc::new(
+        RedisHandle::new(
+            &carshare_tests::redis_url(),
+            prefix.clone(),
+            StdDuration::from_secs(2),
+        )
+        .unwrap(),
+    );
+    let mut subscriber = redis.pubsub().await.expect("Redis is up");
+    subscriber
+        .subscribe(format!("{prefix}notifications"))
+        .await
+        .unwrap();
+    let user = uuid::Uuid::new_v4();
+    let messages: Vec<Value> = (0..25)
+        .map(|i| json!({"type": "notification", "user_id": user, "n": i}))
+        .collect();
+    let outcomes = RedisUpdates::new(redis.clone())
+        .publish_all(user, &messages)
+        .await;
+    assert_eq!(outcomes.len(), messages.len());
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let mut heard = Vec::new();
+    let mut stream = subscriber.on_message();
+    while heard.len() < messages.len() {
+        let message = tokio::time::timeout(StdDuration::from_secs(2), stream.next())
+            .await
+            .expect("every message arrives")
+            .expect("the subscription stays open");
+        let payload: String = message.get_payload().unwrap();
+        heard.push(serde_json::from_str::<Value>(&payload).unwrap());
+    }
+    assert_eq!(heard, messages, "every message once, in order");
+
+    // Nothing listens on port 1: every message of the run is reported failed (to be retried),
+    // quickly, none reported sent.
+    let down = RedisUpdates::new(Arc::new(
+        RedisHandle::new("redis://127.0.0.1:1", prefix, StdDuration::from_millis(300)).unwrap(),
+    ));
+    let started = std::time::Instant::now();
+    let outcomes = down.publish_all(user, &messages[..3]).await;
+    assert_eq!(outcomes.len(), 3);
+    assert!(outcomes.iter().all(Result::is_err), "{outcomes:?}");
+    assert!(started.elapsed() < StdDuration::from_secs(3));
 }

@@ -3,7 +3,8 @@
 use super::accounts_dto::{
     CorporateProfileResponse, ProfileListParams, ProfileStatusFilter, VerifyRequest,
 };
-use super::{page_size, NEXT_CURSOR};
+use super::bookings::READ_MODELS;
+use super::{await_position, page_size, NEXT_CURSOR};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorCode, ErrorResponse};
 use crate::extract::{OptionalJson, ValidQuery};
@@ -294,6 +295,9 @@ pub struct FindBookingsParams {
     pub q: String,
     /// Most results (default 20, at most 100).
     pub limit: Option<i64>,
+    /// Wait (bounded) until the read models show this stream position (an
+    /// `X-Stream-Position` header value), e.g. a write answered by another instance.
+    pub min_position: Option<String>,
 }
 
 /// A booking found by an operator, with who and what it concerns.
@@ -357,6 +361,15 @@ async fn find_bookings(
         ));
     }
     let limit = page_size(p.limit)?;
+    // The bookings and vehicles read tables, once they show what this instance has written.
+    let mut response = HttpResponse::Ok();
+    await_position(
+        &state,
+        READ_MODELS,
+        p.min_position.as_deref(),
+        &mut response,
+    )
+    .await?;
     let select = "SELECT b.id, b.status, b.start_datetime, b.end_datetime, b.total_amount, \
             b.guest_id, g.email AS guest_email, b.host_id, h.email AS host_email, b.vehicle_id, \
             v.license_plate, b.created_at \
@@ -391,5 +404,5 @@ async fn find_bookings(
         .fetch_all(&state.pool)
         .await?
     };
-    Ok(HttpResponse::Ok().json(found))
+    Ok(response.json(found))
 }

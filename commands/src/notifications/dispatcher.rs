@@ -29,6 +29,26 @@ use uuid::Uuid;
 pub trait InboxPublisher: Send + Sync {
     /// Publishes `message` for `user_id`'s connections.
     async fn publish(&self, user_id: Uuid, message: &Value) -> Result<(), String>;
+
+    /// Publishes `messages` for `user_id`'s connections, in order: one outcome per message. A
+    /// message is not published after one before it failed (it fails too), so a connection
+    /// never sees them out of order. By default one after the other; a publisher that can send
+    /// them in one round trip should.
+    async fn publish_all(&self, user_id: Uuid, messages: &[Value]) -> Vec<Result<(), String>> {
+        let mut outcomes = Vec::with_capacity(messages.len());
+        let mut failed: Option<String> = None;
+        for message in messages {
+            let outcome = match &failed {
+                Some(e) => Err(format!("not sent after an earlier failure: {e}")),
+                None => self.publish(user_id, message).await,
+            };
+            if let Err(e) = &outcome {
+                failed.get_or_insert_with(|| e.clone());
+            }
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
 }
 
 /// How the dispatcher works.
@@ -242,21 +262,7 @@ impl Dispatcher {
             by_user.entry(c.user_id).or_default().push(c);
         }
         let outcomes: Vec<(Claimed, Outcome)> = futures::stream::iter(by_user.into_values())
-            .map(|deliveries| async move {
-                let mut done = Vec::with_capacity(deliveries.len());
-                for c in deliveries {
-                    let outcome = match entries.get(&c.notification_id) {
-                        None => Outcome::Failed("inbox entry not found".into()),
-                        Some(entry) => match c.channel.as_str() {
-                            "websocket" => self.to_websocket(entry).await,
-                            "push" => self.to_devices(entry).await,
-                            other => Outcome::Failed(format!("unknown channel {other}")),
-                        },
-                    };
-                    done.push((c, outcome));
-                }
-                done
-            })
+            .map(|deliveries| self.deliver_in_order(entries, deliveries))
             .buffer_unordered(self.settings.concurrency.max(1))
             .flat_map(futures::stream::iter)
             .collect()
@@ -314,28 +320,61 @@ impl Dispatcher {
         Ok(report)
     }
 
-    async fn to_websocket(&self, entry: &Entry) -> Outcome {
-        let Some(publisher) = &self.websocket else {
-            return Outcome::Skipped("websocket channel not configured");
-        };
-        let message = serde_json::json!({
-            "type": "notification",
-            "user_id": entry.user_id,
-            "notification": {
-                "id": entry.id,
-                "kind": entry.kind,
-                "title": entry.title,
-                "body": entry.body,
-                "data": entry.data.0,
-                "booking_id": entry.booking_id,
-                "created_at": entry.created_at,
-                "read_at": null,
-            }
-        });
-        match publisher.publish(entry.user_id, &message).await {
-            Ok(()) => Outcome::Sent,
-            Err(e) => Outcome::Retry(e),
+    /// One user's deliveries, in order: each run of consecutive WebSocket deliveries goes out
+    /// in one call (one round trip to Redis), pushes one by one.
+    async fn deliver_in_order(
+        &self,
+        entries: &HashMap<Uuid, Entry>,
+        deliveries: Vec<Claimed>,
+    ) -> Vec<(Claimed, Outcome)> {
+        let mut done = Vec::with_capacity(deliveries.len());
+        let mut run: Vec<(Claimed, &Entry)> = Vec::new();
+        for c in deliveries {
+            let outcome = match (entries.get(&c.notification_id), c.channel.as_str()) {
+                (Some(entry), "websocket") => {
+                    run.push((c, entry));
+                    continue;
+                }
+                (None, _) => Outcome::Failed("inbox entry not found".into()),
+                (Some(entry), "push") => {
+                    done.extend(self.to_websocket(std::mem::take(&mut run)).await);
+                    self.to_devices(entry).await
+                }
+                (Some(_), other) => Outcome::Failed(format!("unknown channel {other}")),
+            };
+            done.extend(self.to_websocket(std::mem::take(&mut run)).await);
+            done.push((c, outcome));
         }
+        done.extend(self.to_websocket(run).await);
+        done
+    }
+
+    /// Publishes one user's run of WebSocket deliveries, in order.
+    async fn to_websocket(&self, run: Vec<(Claimed, &Entry)>) -> Vec<(Claimed, Outcome)> {
+        let Some(user_id) = run.first().map(|(_, entry)| entry.user_id) else {
+            return Vec::new();
+        };
+        let Some(publisher) = &self.websocket else {
+            return run
+                .into_iter()
+                .map(|(c, _)| (c, Outcome::Skipped("websocket channel not configured")))
+                .collect();
+        };
+        let messages: Vec<Value> = run
+            .iter()
+            .map(|(_, entry)| websocket_message(entry))
+            .collect();
+        let mut outcomes = publisher.publish_all(user_id, &messages).await.into_iter();
+        run.into_iter()
+            .map(|(c, _)| {
+                let outcome = match outcomes.next() {
+                    Some(Ok(())) => Outcome::Sent,
+                    Some(Err(e)) => Outcome::Retry(e),
+                    None => Outcome::Retry("the publisher gave no outcome".into()),
+                };
+                (c, outcome)
+            })
+            .collect()
     }
 
     async fn to_devices(&self, entry: &Entry) -> Outcome {
@@ -401,4 +440,22 @@ impl Dispatcher {
             (_, None, None) => Outcome::Skipped("no registered device"),
         }
     }
+}
+
+/// An inbox entry as the WebSocket channel carries it.
+fn websocket_message(entry: &Entry) -> Value {
+    serde_json::json!({
+        "type": "notification",
+        "user_id": entry.user_id,
+        "notification": {
+            "id": entry.id,
+            "kind": entry.kind,
+            "title": entry.title,
+            "body": entry.body,
+            "data": entry.data.0,
+            "booking_id": entry.booking_id,
+            "created_at": entry.created_at,
+            "read_at": null,
+        }
+    })
 }
