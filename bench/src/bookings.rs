@@ -10,9 +10,13 @@
 use anyhow::{bail, Context, Result};
 use carshare_api::auth::TokenKeys;
 use carshare_bench::{location, machine, millis, plate, wait_ready, Server, SECRET};
-use carshare_domain::Role;
+use carshare_commands::bookings::{BookingService, RequestBooking};
+use carshare_commands::SystemClock;
+use carshare_domain::booking::BookingPolicy;
+use carshare_domain::{Actor, Role};
 use carshare_event_store::MIGRATOR;
-use chrono::{DurationRound, Utc};
+use carshare_event_store::{CommitSignal, EventMetadata};
+use chrono::{DateTime, DurationRound, Utc};
 use clap::Parser;
 use futures::stream::{self, StreamExt};
 use rand::rngs::StdRng;
@@ -104,6 +108,8 @@ struct Load {
     guests: Arc<Vec<String>>,
     next: Arc<AtomicUsize>,
     clients: usize,
+    /// The day request 0 starts on (fixed for the run, so no two requests overlap).
+    day0: DateTime<Utc>,
 }
 
 async fn book(load: &Load, seconds: u64, rate: f64) -> Result<(usize, f64, Vec<f64>)> {
@@ -114,12 +120,12 @@ async fn book(load: &Load, seconds: u64, rate: f64) -> Result<(usize, f64, Vec<f
         guests,
         next,
         clients,
+        day0,
     } = load;
+    let day0 = *day0;
     let clients = *clients;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
-    let day0 =
-        (Utc::now() + chrono::Duration::days(2)).duration_trunc(chrono::Duration::days(1))?;
     let issued = Arc::new(AtomicUsize::new(0));
     let results: Vec<Result<Vec<f64>>> = stream::iter(0..clients)
         .map(|c| {
@@ -147,11 +153,7 @@ async fn book(load: &Load, seconds: u64, rate: f64) -> Result<(usize, f64, Vec<f
                             tokio::time::sleep_until(due.into()).await;
                         }
                     }
-                    let j = next.fetch_add(1, Ordering::Relaxed);
-                    let car = &cars[j % cars.len()];
-                    let start = day0
-                        + chrono::Duration::days((j / cars.len()) as i64)
-                        + chrono::Duration::hours(1);
+                    let (car, start) = slot(next.fetch_add(1, Ordering::Relaxed), &cars, day0);
                     let body = json!({
                         "vehicle_id": car,
                         "start_datetime": start.to_rfc3339(),
@@ -189,6 +191,72 @@ async fn book(load: &Load, seconds: u64, rate: f64) -> Result<(usize, f64, Vec<f
     Ok((all.len(), elapsed, all))
 }
 
+/// Request `j`: car `j mod cars`, 01:00–05:00 on day `j div cars`, so concurrent requests never
+/// share a car and no two requests overlap.
+fn slot(j: usize, cars: &[String], day0: DateTime<Utc>) -> (&str, DateTime<Utc>) {
+    let start = day0 + chrono::Duration::days((j / cars.len()) as i64) + chrono::Duration::hours(1);
+    (&cars[j % cars.len()], start)
+}
+
+/// The same requests as [`book`], closed loop, handed straight to the booking command service
+/// in this process: no HTTP, no API process, no read side. What the write path itself
+/// (load or cached state, decide, one commit) costs.
+async fn book_in_process(
+    pool: &PgPool,
+    load: &Load,
+    seconds: u64,
+) -> Result<(usize, f64, Vec<f64>)> {
+    let service = Arc::new(BookingService::new(
+        pool.clone(),
+        CommitSignal::default(),
+        Arc::new(SystemClock),
+        BookingPolicy::default(),
+    ));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let day0 = load.day0;
+    let results: Vec<Result<Vec<f64>>> = stream::iter(0..load.clients)
+        .map(|_| {
+            let service = service.clone();
+            let cars = load.cars.clone();
+            let next = load.next.clone();
+            let guest = Actor::new(Uuid::new_v4(), Role::Guest);
+            async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let (car, start) = slot(next.fetch_add(1, Ordering::Relaxed), &cars, day0);
+                    let request = RequestBooking {
+                        vehicle_id: car.parse()?,
+                        start,
+                        end: start + chrono::Duration::hours(4),
+                        guest_message: Some("벤치마크".into()),
+                    };
+                    let meta = EventMetadata {
+                        actor_id: Some(guest.user_id),
+                        actor_role: Some(Role::Guest.as_str().to_string()),
+                        ..EventMetadata::system("RequestBooking", Utc::now())
+                    };
+                    let t = Instant::now();
+                    service
+                        .request(guest, request, &meta)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("booking refused: {e}"))?;
+                    latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                Ok(latencies)
+            }
+        })
+        .buffer_unordered(load.clients)
+        .collect()
+        .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut all = Vec::new();
+    for r in results {
+        all.extend(r?);
+    }
+    Ok((all.len(), elapsed, all))
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -202,7 +270,7 @@ async fn main() -> Result<()> {
         .await?;
     let db_url = format!("{}/{db_name}", args.postgres);
     let pool = PgPoolOptions::new()
-        .max_connections(4)
+        .max_connections(u32::try_from(args.clients).unwrap_or(16) + 4)
         .connect(&db_url)
         .await?;
     MIGRATOR.run(&pool).await?;
@@ -217,7 +285,7 @@ async fn main() -> Result<()> {
     let tps = pgbench(&db_url, args.clients, args.seconds)?;
 
     let base = format!("http://127.0.0.1:{}", args.port);
-    let _server = Server {
+    let server = Server {
         child: Command::new(&args.binary)
             .arg("serve")
             .env("DATABASE_URL", &db_url)
@@ -290,6 +358,7 @@ async fn main() -> Result<()> {
         guests: Arc::new(guests),
         next: Arc::new(AtomicUsize::new(0)),
         clients: args.clients,
+        day0: (Utc::now() + chrono::Duration::days(2)).duration_trunc(chrono::Duration::days(1))?,
     };
 
     // ---- Warm-up, then the closed-loop throughput run.
@@ -319,6 +388,15 @@ async fn main() -> Result<()> {
     eprintln!("bookings: {half:.0}/s for {} s", args.seconds);
     let (n2, secs2, lat2) = book(&load, args.seconds, half).await?;
     let (h50, _, h99, hmax) = millis(lat2);
+    // ---- The command alone, in this process, with the API process stopped.
+    drop(server);
+    eprintln!(
+        "bookings in process: {} tasks, {} s, as fast as they go",
+        args.clients, args.seconds
+    );
+    let (n3, secs3, lat3) = book_in_process(&pool, &load, args.seconds).await?;
+    let rate3 = n3 as f64 / secs3;
+    let (i50, _, i99, imax) = millis(lat3);
     let requested: i64 =
         sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'BookingRequested'")
             .fetch_one(&pool)
@@ -360,9 +438,13 @@ async fn main() -> Result<()> {
     println!(
         "| left behind when the closed loop ended | {unprojected} bookings not yet in `read.bookings`, {undelivered} notification deliveries queued; {caught_up} | — |"
     );
+    println!(
+        "| the command alone: `BookingService::request` called by {} tasks in the load generator's process, closed loop, API process stopped | {rate3:.0} bookings/s ({n3} in {secs3:.1} s) = {:.2} × pgbench; p50 {i50:.1} ms, p99 {i99:.1} ms, max {imax:.1} ms | — |",
+        args.clients,
+        rate3 / tps
+    );
     println!("| log check | {requested} BookingRequested, {reserved} WindowReserved | equal |");
 
-    drop(_server);
     pool.close().await;
     if !args.keep {
         sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
