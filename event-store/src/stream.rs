@@ -210,18 +210,73 @@ pub struct StreamReader {
     shared: Option<(Arc<SharedReads>, Duration)>,
 }
 
-/// One read of the stream that the projection workers of a process share: they mostly stand at
-/// the same place and wake on the same commit, so one query can serve them all.
-#[derive(Default)]
+/// The recent stream as the projection workers of a process have read it, shared between
+/// them: the first worker to need events past its end reads them once, and the workers behind
+/// it are served from memory instead of each sending the same query.
+///
+/// The tail holds every event after its `start`, in stream order, without a gap: each read
+/// that extends it asks for the events after its last one, below the horizon of the oldest
+/// running transaction, and nothing can ever appear before that horizon again. So the events
+/// it holds after any cursor between its start and its end are exactly what a query from that
+/// cursor would return first; a query would only add events committed since, which come with
+/// the next read.
 pub struct SharedReads {
-    last: tokio::sync::Mutex<Option<SharedRead>>,
+    tail: tokio::sync::Mutex<Tail>,
+    capacity: usize,
 }
 
-struct SharedRead {
-    after: StreamCursor,
-    limit: i64,
-    started: std::time::Instant,
-    events: Arc<Vec<StoredEvent>>,
+/// The shared part of the stream.
+#[derive(Default)]
+struct Tail {
+    /// The cursor the held events follow.
+    start: StreamCursor,
+    /// Every event after `start`, in order, as far as read.
+    events: std::collections::VecDeque<StoredEvent>,
+    /// When the read that reached the end was sent (`None`: nothing read yet).
+    read_at: Option<std::time::Instant>,
+}
+
+impl Tail {
+    fn end(&self) -> StreamCursor {
+        self.events.back().map_or(self.start, StoredEvent::cursor)
+    }
+
+    /// Up to `limit` held events after `after` (which lies between start and end).
+    fn after(&self, after: StreamCursor, limit: usize) -> Vec<StoredEvent> {
+        let from = self.events.partition_point(|e| e.cursor() <= after);
+        self.events.range(from..).take(limit).cloned().collect()
+    }
+
+    /// Appends events read after the end, dropping the oldest beyond `capacity`.
+    fn extend(&mut self, events: &[StoredEvent], capacity: usize) {
+        self.events.extend(events.iter().cloned());
+        let excess = self.events.len().saturating_sub(capacity);
+        if excess > 0 {
+            if let Some(last) = self.events.drain(..excess).next_back() {
+                self.start = last.cursor();
+            }
+        }
+    }
+}
+
+/// Events a shared tail keeps by default: about a second of a busy stream, so a worker that
+/// lets batches gather for longer than the others (the inbox) still finds them in memory.
+pub const SHARED_TAIL_CAPACITY: usize = 5_000;
+
+impl Default for SharedReads {
+    fn default() -> Self {
+        SharedReads::with_capacity(SHARED_TAIL_CAPACITY)
+    }
+}
+
+impl SharedReads {
+    /// A tail keeping at most `capacity` events (at least one).
+    pub fn with_capacity(capacity: usize) -> SharedReads {
+        SharedReads {
+            tail: tokio::sync::Mutex::new(Tail::default()),
+            capacity: capacity.max(1),
+        }
+    }
 }
 
 impl StreamReader {
@@ -235,17 +290,17 @@ impl StreamReader {
         }
     }
 
-    /// A reader whose [`Self::read_after_shared`] hands every caller asking from the same
-    /// cursor the result of one query started at most `fresh` ago (or still running). Such a
-    /// result may lack events committed since; they come with the next read. Shared results
-    /// carry metadata whatever the reader was built with.
+    /// A reader whose [`Self::read_after_shared`] goes through `reads`, shared with other
+    /// readers: events already read past the caller's cursor come from memory, and a caller
+    /// standing at the end gets nothing new if the last read was sent at most `fresh` ago.
+    /// Shared results carry metadata whatever the reader was built with.
     pub fn sharing(mut self, reads: Arc<SharedReads>, fresh: Duration) -> StreamReader {
         self.columns = COLUMNS;
         self.shared = Some((reads, fresh));
         self
     }
 
-    /// [`Self::read_after`], through the shared reads when the reader has them.
+    /// [`Self::read_after`], through the shared tail when the reader has one.
     pub async fn read_after_shared(
         &self,
         after: StreamCursor,
@@ -254,22 +309,40 @@ impl StreamReader {
         let Some((reads, fresh)) = &self.shared else {
             return self.read_after(after, limit).await.map(Arc::new);
         };
-        // Held across the query: callers arriving meanwhile wait for its result.
-        let mut last = reads.last.lock().await;
-        if let Some(read) = last.as_ref() {
-            if read.after == after && read.limit == limit && read.started.elapsed() <= *fresh {
-                return Ok(read.events.clone());
+        let take = usize::try_from(limit).unwrap_or(0);
+        // Held across a query: callers arriving meanwhile wait for its result.
+        let mut tail = reads.tail.lock().await;
+        let held = tail.read_at.is_some() && tail.start <= after && after <= tail.end();
+        if held {
+            let events = tail.after(after, take);
+            let recent = tail.read_at.is_some_and(|at| at.elapsed() <= *fresh);
+            if !events.is_empty() || recent {
+                return Ok(Arc::new(events));
             }
+            // At the end, and the last read is too old to stand for now: read on.
+            let end = tail.end();
+            let sent = std::time::Instant::now();
+            let events = self.read_after(end, limit).await?;
+            tail.extend(&events, reads.capacity);
+            tail.read_at = Some(sent);
+            return Ok(Arc::new(events));
         }
-        let started = std::time::Instant::now();
-        let events = Arc::new(self.read_after(after, limit).await?);
-        *last = Some(SharedRead {
-            after,
-            limit,
-            started,
-            events: events.clone(),
-        });
-        Ok(events)
+        if tail.read_at.is_some() && after < tail.start {
+            // Behind what is held (a worker far behind the others): on its own.
+            drop(tail);
+            return self.read_after(after, limit).await.map(Arc::new);
+        }
+        // Nothing held yet, or the caller is past it (a checkpoint moved by a rebuild): the
+        // tail starts afresh at the caller.
+        let sent = std::time::Instant::now();
+        let events = self.read_after(after, limit).await?;
+        *tail = Tail {
+            start: after,
+            events: Default::default(),
+            read_at: Some(sent),
+        };
+        tail.extend(&events, reads.capacity);
+        Ok(Arc::new(events))
     }
 
     /// A reader whose events carry empty metadata (less to read and parse, for consumers that

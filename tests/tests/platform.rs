@@ -182,11 +182,11 @@ async fn the_stream_reads_in_batches_in_transaction_order() {
     assert_eq!(ids, expected);
 }
 
-/// Workers sharing reads get one query's result when they ask from the same cursor within the
-/// freshness window (even if events arrived meanwhile: they come with the next read), a fresh
-/// query from another cursor or after the window.
+/// Workers sharing reads share the stream's tail: what one worker read is served from memory
+/// to the workers behind it; a worker at the end gets nothing new while the last read is
+/// fresh, and reads on after that; a worker behind what the tail still holds reads alone.
 #[tokio::test]
-async fn workers_sharing_reads_share_one_query_per_cursor_and_moment() {
+async fn workers_sharing_reads_are_served_from_one_tail() {
     use carshare_event_store::SharedReads;
     let db = TestDatabase::create().await;
     let insert = |i: usize| {
@@ -212,12 +212,15 @@ async fn workers_sharing_reads_share_one_query_per_cursor_and_moment() {
             .await
         }
     };
+    let ids = |events: &[carshare_event_store::StoredEvent]| -> Vec<String> {
+        events.iter().map(|e| e.aggregate_id.clone()).collect()
+    };
     for i in 0..3 {
         insert(i).await;
     }
     assert!(visible(3).await);
     let fresh = Duration::from_secs(2);
-    let reads = Arc::new(SharedReads::default());
+    let reads = Arc::new(SharedReads::with_capacity(4));
     let one = StreamReader::new(db.pool.clone()).sharing(reads.clone(), fresh);
     let other = StreamReader::new(db.pool.clone())
         .without_metadata()
@@ -226,27 +229,58 @@ async fn workers_sharing_reads_share_one_query_per_cursor_and_moment() {
         .read_after_shared(StreamCursor::START, 100)
         .await
         .unwrap();
-    assert_eq!(first.len(), 3);
+    assert_eq!(ids(&first), ["s0", "s1", "s2"]);
+    let end = first.last().unwrap().cursor();
 
     insert(3).await;
     assert!(visible(4).await);
+    // Behind the tail's end: from memory (a query would also find s3), with metadata.
     let second = other
         .read_after_shared(StreamCursor::START, 100)
         .await
         .unwrap();
-    assert!(std::sync::Arc::ptr_eq(&first, &second));
-    assert_eq!(second.len(), 3, "the shared result, not a new query");
-    let after = first.last().unwrap().cursor();
-    let next = other.read_after_shared(after, 100).await.unwrap();
-    assert_eq!(next.len(), 1, "another cursor is another query");
-    assert_eq!(next[0].aggregate_id, "s3");
+    assert_eq!(
+        ids(&second),
+        ["s0", "s1", "s2"],
+        "the held events, not a new query"
+    );
+    assert_eq!(second[0].metadata.get(), first[0].metadata.get());
+    let middle = other.read_after_shared(first[0].cursor(), 1).await.unwrap();
+    assert_eq!(
+        ids(&middle),
+        ["s1"],
+        "from any cursor it holds, up to the limit"
+    );
+    // At the end while the read is fresh: nothing new yet.
+    assert!(other.read_after_shared(end, 100).await.unwrap().is_empty());
 
     tokio::time::sleep(fresh).await;
-    let later = one
+    // At the end after the window: the tail reads on.
+    let next = other.read_after_shared(end, 100).await.unwrap();
+    assert_eq!(ids(&next), ["s3"]);
+    insert(4).await;
+    assert!(visible(5).await);
+    let caught_up = one.read_after_shared(end, 100).await.unwrap();
+    assert_eq!(ids(&caught_up), ["s3"], "what the other read, from memory");
+
+    // Past its capacity (four) the tail drops its oldest events: s0 goes when s4 comes. A
+    // worker behind them reads alone (finding everything committed since: s5) and the tail
+    // stays as it was.
+    tokio::time::sleep(fresh).await;
+    let more = one.read_after_shared(next[0].cursor(), 100).await.unwrap();
+    assert_eq!(ids(&more), ["s4"]);
+    insert(5).await;
+    assert!(visible(6).await);
+    let behind = other
         .read_after_shared(StreamCursor::START, 100)
         .await
         .unwrap();
-    assert_eq!(later.len(), 4, "after the window, a new query");
+    assert_eq!(ids(&behind), ["s0", "s1", "s2", "s3", "s4", "s5"]);
+    assert_eq!(
+        ids(&one.read_after_shared(first[0].cursor(), 100).await.unwrap()),
+        ["s1", "s2", "s3", "s4"],
+        "the tail holds s1 to s4"
+    );
 }
 
 /// Steps the runner until it has applied every event in the log (other tests' transactions in
