@@ -459,6 +459,9 @@ pub struct ApiError {
     pub cause: Option<anyhow::Error>,
     /// The methods a path does allow (sent as `Allow` with a 405).
     pub allow: Option<String>,
+    /// The read models had not caught up when the answer was made (sent as
+    /// `X-Read-Model-Lag: true`): a 404 may only mean "not there yet".
+    pub read_model_lag: bool,
 }
 
 impl ApiError {
@@ -470,6 +473,7 @@ impl ApiError {
             retry_after: None,
             cause: None,
             allow: None,
+            read_model_lag: false,
         }
     }
 
@@ -562,6 +566,9 @@ impl ResponseError for ApiError {
         }
         if let Some(allow) = &self.allow {
             response.insert_header(("Allow", allow.clone()));
+        }
+        if self.read_model_lag {
+            response.insert_header((crate::routes::READ_MODEL_LAG, "true"));
         }
         response.json(self.body(Lang::Ko, ""))
     }

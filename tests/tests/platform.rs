@@ -889,6 +889,11 @@ async fn reads_wait_for_the_instances_writes_and_for_min_position_when_projectio
         asked.elapsed() >= Duration::from_millis(250),
         "the read waited"
     );
+    assert_eq!(
+        res.headers().get("x-read-model-lag").unwrap(),
+        "true",
+        "a 404 after a wait that ran out says so"
+    );
     let res = app.get("/v1/hosts/me/vehicles", Some(&host)).await;
     assert_eq!(res.headers().get("x-read-model-lag").unwrap(), "true");
 

@@ -78,18 +78,39 @@ pub fn parse_min_position(raw: Option<&str>) -> Result<Option<StreamCursor>, Api
 /// Before a read: waits (bounded) for the named projections to show `min_position` (if given)
 /// and every write this process has acknowledged, so a client reads its own writes without
 /// naming them; `min_position` carries a write answered by another instance.
+///
+/// When the wait runs out, `response` gets `X-Read-Model-Lag: true`, and the returned
+/// [`Freshness`] marks an error the read ends in (a 404 may only mean "not there yet").
 pub async fn await_position(
     state: &AppState,
     projections: &[&str],
     min_position: Option<&str>,
     response: &mut HttpResponseBuilder,
-) -> Result<(), ApiError> {
+) -> Result<Freshness, ApiError> {
     let named = parse_min_position(min_position)?;
     let target = named.max(state.progress.acknowledged());
-    if !state.settle(projections, target).await {
+    let lagging = !state.settle(projections, target).await;
+    if lagging {
         response.insert_header((READ_MODEL_LAG, "true"));
     }
-    Ok(())
+    Ok(Freshness { lagging })
+}
+
+/// Whether the read models had caught up before a read (see [`await_position`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    lagging: bool,
+}
+
+impl Freshness {
+    /// `err` as the read's answer: marked with `X-Read-Model-Lag` when the read models had
+    /// not caught up, as a success would be.
+    pub fn error(self, err: ApiError) -> ApiError {
+        ApiError {
+            read_model_lag: err.read_model_lag || self.lagging,
+            ..err
+        }
+    }
 }
 
 /// Before a command that decides on read tables (account erasure, settlement): waits for the

@@ -118,7 +118,7 @@ pub async fn get(
         return Ok(HttpResponse::Ok().json(body));
     }
     let mut response = HttpResponse::Ok();
-    await_position(
+    let fresh = await_position(
         &state,
         READ_MODELS,
         params.min_position.as_deref(),
@@ -128,7 +128,7 @@ pub async fn get(
     let row = bookings::get(&state.pool, id)
         .await?
         .filter(|r| may_see(r.guest_id, r.host_id))
-        .ok_or_else(|| ApiError::new(ErrorCode::BOOKING001))?;
+        .ok_or_else(|| fresh.error(ApiError::new(ErrorCode::BOOKING001)))?;
     let body = super::with_payment(&state, BookingResponse::from(&row)).await?;
     Ok(response.json(body))
 }

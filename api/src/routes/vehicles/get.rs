@@ -27,7 +27,7 @@ pub async fn get(
     params: ValidQuery<ReadParams>,
 ) -> Result<HttpResponse, ApiError> {
     let mut response = HttpResponse::Ok();
-    await_position(
+    let fresh = await_position(
         &state,
         READ_MODELS,
         params.0.min_position.as_deref(),
@@ -37,6 +37,6 @@ pub async fn get(
     let row = carshare_projections::vehicles::get(&state.pool, id.into_inner())
         .await?
         .filter(|r| r.removed_at.is_none())
-        .ok_or_else(|| ApiError::new(ErrorCode::VEHICLE001))?;
+        .ok_or_else(|| fresh.error(ApiError::new(ErrorCode::VEHICLE001)))?;
     Ok(response.json(VehicleResponse::from(&row)))
 }
