@@ -232,8 +232,12 @@ struct Tail {
     start: StreamCursor,
     /// Every event after `start`, in order, as far as read.
     events: std::collections::VecDeque<StoredEvent>,
-    /// When the read that reached the end was sent (`None`: nothing read yet).
-    read_at: Option<std::time::Instant>,
+    /// Whether anything was read yet (before that, `start` means nothing).
+    begun: bool,
+    /// When the last read was sent, if it reached the horizon (fewer events than it asked
+    /// for): until `fresh` after that, a caller at the end is told there is nothing new. After
+    /// a full read (more may be waiting) it is `None`, and the next caller at the end reads on.
+    reached_horizon: Option<std::time::Instant>,
 }
 
 impl Tail {
@@ -247,8 +251,17 @@ impl Tail {
         self.events.range(from..).take(limit).cloned().collect()
     }
 
-    /// Appends events read after the end, dropping the oldest beyond `capacity`.
-    fn extend(&mut self, events: &[StoredEvent], capacity: usize) {
+    /// Records a read sent at `sent` that asked for `limit` events after the end and got
+    /// `events`, dropping the oldest held beyond `capacity`.
+    fn extend(
+        &mut self,
+        events: &[StoredEvent],
+        limit: usize,
+        sent: std::time::Instant,
+        capacity: usize,
+    ) {
+        self.begun = true;
+        self.reached_horizon = (events.len() < limit).then_some(sent);
         self.events.extend(events.iter().cloned());
         let excess = self.events.len().saturating_sub(capacity);
         if excess > 0 {
@@ -312,36 +325,43 @@ impl StreamReader {
         let take = usize::try_from(limit).unwrap_or(0);
         // Held across a query: callers arriving meanwhile wait for its result.
         let mut tail = reads.tail.lock().await;
-        let held = tail.read_at.is_some() && tail.start <= after && after <= tail.end();
-        if held {
+        let end = tail.end();
+        if tail.begun && tail.start <= after && after <= end {
             let events = tail.after(after, take);
-            let recent = tail.read_at.is_some_and(|at| at.elapsed() <= *fresh);
+            let recent = tail
+                .reached_horizon
+                .is_some_and(|at| at.elapsed() <= *fresh);
             if !events.is_empty() || recent {
                 return Ok(Arc::new(events));
             }
-            // At the end, and the last read is too old to stand for now: read on.
-            let end = tail.end();
+            // At the end, and the last read is too old to stand for now (or stopped short of
+            // the horizon): read on.
             let sent = std::time::Instant::now();
             let events = self.read_after(end, limit).await?;
-            tail.extend(&events, reads.capacity);
-            tail.read_at = Some(sent);
+            tail.extend(&events, take, sent, reads.capacity);
             return Ok(Arc::new(events));
         }
-        if tail.read_at.is_some() && after < tail.start {
-            // Behind what is held (a worker far behind the others): on its own.
+        if tail.begun && after < tail.start {
+            // Behind what is held (a worker far behind the others): on its own, and no further
+            // than the tail's end, so that it lands inside the tail and is served from it again
+            // (a prefix of the events after `after` is what a query returns first anyway).
             drop(tail);
-            return self.read_after(after, limit).await.map(Arc::new);
+            let mut events = self.read_after(after, limit).await?;
+            let within = events.partition_point(|e| e.cursor() <= end);
+            if within > 0 {
+                events.truncate(within);
+            }
+            return Ok(Arc::new(events));
         }
-        // Nothing held yet, or the caller is past it (a checkpoint moved by a rebuild): the
-        // tail starts afresh at the caller.
+        // Nothing held yet, or the caller is past it (a checkpoint moved by a rebuild or by
+        // another instance's worker): the tail starts afresh at the caller.
         let sent = std::time::Instant::now();
         let events = self.read_after(after, limit).await?;
         *tail = Tail {
             start: after,
-            events: Default::default(),
-            read_at: Some(sent),
+            ..Tail::default()
         };
-        tail.extend(&events, reads.capacity);
+        tail.extend(&events, take, sent, reads.capacity);
         Ok(Arc::new(events))
     }
 

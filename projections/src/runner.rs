@@ -136,8 +136,10 @@ impl ProjectionRunner {
         }
     }
 
-    /// Reads the stream through `reads`, shared with the other workers of this process that
-    /// are given the same: a read started within the linger time serves them all.
+    /// Reads the stream through `reads`, the tail shared with the other workers of this
+    /// process that are given the same: events one of them read serve the others from memory,
+    /// and a worker at the end is told there is nothing new while the last read (one that
+    /// reached the horizon) was sent within the linger time.
     pub fn sharing_reads(mut self, reads: Arc<SharedReads>) -> ProjectionRunner {
         self.reader = self.reader.sharing(reads, self.settings.linger);
         self

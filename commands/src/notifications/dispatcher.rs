@@ -30,10 +30,11 @@ pub trait InboxPublisher: Send + Sync {
     /// Publishes `message` for `user_id`'s connections.
     async fn publish(&self, user_id: Uuid, message: &Value) -> Result<(), String>;
 
-    /// Publishes `messages` for `user_id`'s connections, in order: one outcome per message. A
-    /// message is not published after one before it failed (it fails too), so a connection
-    /// never sees them out of order. By default one after the other; a publisher that can send
-    /// them in one round trip should.
+    /// Publishes `messages` for `user_id`'s connections, in order: one outcome per message.
+    /// Once one fails, none after it is reported sent (they are retried with it). By default
+    /// one after the other, stopping at the first failure; a publisher that can send them in
+    /// one round trip should, and may then have delivered some of a run it reports failed (a
+    /// client keeps the entry id).
     async fn publish_all(&self, user_id: Uuid, messages: &[Value]) -> Vec<Result<(), String>> {
         let mut outcomes = Vec::with_capacity(messages.len());
         let mut failed: Option<String> = None;
