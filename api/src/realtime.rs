@@ -60,17 +60,6 @@ impl UpdatePublisher for RedisUpdates {
 
 #[async_trait::async_trait]
 impl InboxPublisher for RedisUpdates {
-    async fn publish(&self, user_id: Uuid, message: &serde_json::Value) -> Result<(), String> {
-        let mut cmd = redis::cmd("PUBLISH");
-        cmd.arg(self.redis.key(NOTIFICATIONS))
-            .arg(message.to_string());
-        self.redis
-            .run::<i64>(&cmd)
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("publishing to Redis for {user_id}: {e}"))
-    }
-
     /// The messages in one pipeline: one round trip, in order; all published or, when the
     /// round trip fails, all reported failed (to be retried).
     async fn publish_all(

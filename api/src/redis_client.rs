@@ -63,10 +63,7 @@ impl RedisHandle {
     /// Runs one command, bounded by the timeout.
     pub async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisDown> {
         let mut conn = self.connection().await?;
-        tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn))
-            .await
-            .map_err(|_| RedisDown("command timed out".into()))?
-            .map_err(|e| RedisDown(e.to_string()))
+        self.bounded(cmd.query_async::<T>(&mut conn)).await
     }
 
     /// Runs `pipeline` (its commands in order, one round trip), bounded by the timeout.
@@ -75,7 +72,14 @@ impl RedisHandle {
         pipeline: &redis::Pipeline,
     ) -> Result<T, RedisDown> {
         let mut conn = self.connection().await?;
-        tokio::time::timeout(self.timeout, pipeline.query_async::<T>(&mut conn))
+        self.bounded(pipeline.query_async::<T>(&mut conn)).await
+    }
+
+    async fn bounded<T>(
+        &self,
+        query: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, RedisDown> {
+        tokio::time::timeout(self.timeout, query)
             .await
             .map_err(|_| RedisDown("command timed out".into()))?
             .map_err(|e| RedisDown(e.to_string()))

@@ -27,29 +27,11 @@ use uuid::Uuid;
 /// open connections (Redis pub/sub in production).
 #[async_trait]
 pub trait InboxPublisher: Send + Sync {
-    /// Publishes `message` for `user_id`'s connections.
-    async fn publish(&self, user_id: Uuid, message: &Value) -> Result<(), String>;
-
-    /// Publishes `messages` for `user_id`'s connections, in order: one outcome per message.
-    /// Once one fails, none after it is reported sent (they are retried with it). By default
-    /// one after the other, stopping at the first failure; a publisher that can send them in
-    /// one round trip should, and may then have delivered some of a run it reports failed (a
-    /// client keeps the entry id).
-    async fn publish_all(&self, user_id: Uuid, messages: &[Value]) -> Vec<Result<(), String>> {
-        let mut outcomes = Vec::with_capacity(messages.len());
-        let mut failed: Option<String> = None;
-        for message in messages {
-            let outcome = match &failed {
-                Some(e) => Err(format!("not sent after an earlier failure: {e}")),
-                None => self.publish(user_id, message).await,
-            };
-            if let Err(e) = &outcome {
-                failed.get_or_insert_with(|| e.clone());
-            }
-            outcomes.push(outcome);
-        }
-        outcomes
-    }
+    /// Publishes `messages` for `user_id`'s connections, in order (one round trip where the
+    /// transport allows): one outcome per message. Once one fails, none after it is reported
+    /// sent (they are retried with it); a publisher that sends them together may then have
+    /// delivered some of a run it reports failed (a client keeps the entry id).
+    async fn publish_all(&self, user_id: Uuid, messages: &[Value]) -> Vec<Result<(), String>>;
 }
 
 /// How the dispatcher works.
