@@ -135,6 +135,13 @@ impl TokenKeys {
 pub trait RevocationCheck: Send + Sync {
     /// Whether the token is revoked. An unreachable store is an error (a 503), never a pass.
     async fn is_revoked(&self, claims: &Claims) -> Result<bool, RedisDown>;
+
+    /// The same check as one Redis command on `handle` answering a count (the token is revoked
+    /// when it is above zero), for a caller that sends it in a round trip it makes anyway;
+    /// `None` when the check is not that (the caller then leaves it to [`authenticate`]).
+    fn as_redis_command(&self, _claims: &Claims) -> Option<(Arc<RedisHandle>, redis::Cmd)> {
+        None
+    }
 }
 
 /// The Redis denylist. A token is refused while any of these keys exists: `revoked:jti:<jti>`
@@ -166,6 +173,17 @@ impl RedisRevocations {
         Ok(())
     }
 
+    /// `EXISTS` over the keys that revoke the token.
+    fn exists(&self, claims: &Claims) -> redis::Cmd {
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(self.redis.key(&format!("revoked:jti:{}", claims.jti)))
+            .arg(self.redis.key(&format!("revoked:user:{}", claims.sub)));
+        if let Some(family) = claims.fam {
+            cmd.arg(self.redis.key(&format!("revoked:family:{family}")));
+        }
+        cmd
+    }
+
     fn ttl_seconds(&self) -> i64 {
         i64::try_from(self.access_ttl.as_secs()).unwrap_or(900) + 60
     }
@@ -193,14 +211,12 @@ impl RedisRevocations {
 #[async_trait]
 impl RevocationCheck for RedisRevocations {
     async fn is_revoked(&self, claims: &Claims) -> Result<bool, RedisDown> {
-        let mut cmd = redis::cmd("EXISTS");
-        cmd.arg(self.redis.key(&format!("revoked:jti:{}", claims.jti)))
-            .arg(self.redis.key(&format!("revoked:user:{}", claims.sub)));
-        if let Some(family) = claims.fam {
-            cmd.arg(self.redis.key(&format!("revoked:family:{family}")));
-        }
-        let exists: i64 = self.redis.run(&cmd).await?;
+        let exists: i64 = self.redis.run(&self.exists(claims)).await?;
         Ok(exists > 0)
+    }
+
+    fn as_redis_command(&self, claims: &Claims) -> Option<(Arc<RedisHandle>, redis::Cmd)> {
+        Some((self.redis.clone(), self.exists(claims)))
     }
 }
 
@@ -292,6 +308,18 @@ fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
     Ok(token.trim().to_string())
 }
 
+/// Records the revocation check of a token [`bearer_claims`] verified, made by a caller that
+/// asked Redis in a round trip of its own (the rate limiter); [`authenticate`] then takes it
+/// as the request's outcome instead of asking again.
+pub fn settle_checked(req: &actix_web::dev::ServiceRequest, claims: Claims, revoked: bool) {
+    let outcome = if revoked {
+        Err((ErrorCode::AUTH004, None))
+    } else {
+        Ok(claims)
+    };
+    actix_web::HttpMessage::extensions_mut(req).insert(Checked(outcome));
+}
+
 /// The outcome of checking a request's bearer token, settled by [`authenticate`] before the
 /// handler's arguments are extracted.
 #[derive(Clone)]
@@ -306,7 +334,10 @@ pub async fn authenticate(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    if req.headers().contains_key("authorization") {
+    let settled = actix_web::HttpMessage::extensions(&req)
+        .get::<Checked>()
+        .is_some();
+    if req.headers().contains_key("authorization") && !settled {
         if let Some(auth) = req.app_data::<web::Data<Authenticator>>().cloned() {
             let outcome = match bearer(req.request()) {
                 Ok(token) => auth.authenticate(&token).await,

@@ -117,6 +117,10 @@ pub struct BookingSettings {
     /// How often unanswered requests are looked for and expired (`BOOKING_EXPIRY_INTERVAL_MS`,
     /// default 30000, at least 100).
     pub expiry_interval: Duration,
+    /// Booking appends written at the same time, each carrying every append that arrived
+    /// while the others were in flight (group commit; `BOOKING_COMMIT_WRITERS`, default 2,
+    /// 1 to 32).
+    pub commit_writers: usize,
 }
 
 impl BookingSettings {
@@ -130,6 +134,11 @@ impl BookingSettings {
             buffer_minutes: parsed(src, "BOOKING_BUFFER_MINUTES", 30)?,
             response_hours: parsed(src, "BOOKING_RESPONSE_HOURS", 8)?,
             expiry_interval: millis(src, "BOOKING_EXPIRY_INTERVAL_MS", 30_000)?,
+            commit_writers: parsed(
+                src,
+                "BOOKING_COMMIT_WRITERS",
+                carshare_commands::append::DEFAULT_WRITERS,
+            )?,
         };
         if settings.buffer_minutes > 1_440 {
             return Err(invalid(
@@ -147,6 +156,12 @@ impl BookingSettings {
             return Err(invalid(
                 "BOOKING_EXPIRY_INTERVAL_MS",
                 "must be at least 100",
+            ));
+        }
+        if !(1..=32).contains(&settings.commit_writers) {
+            return Err(invalid(
+                "BOOKING_COMMIT_WRITERS",
+                "must be between 1 and 32",
             ));
         }
         Ok(settings)
@@ -813,6 +828,8 @@ mod tests {
             ("BOOKING_BUFFER_MINUTES", "2000"),
             ("BOOKING_RESPONSE_HOURS", "0"),
             ("BOOKING_EXPIRY_INTERVAL_MS", "10"),
+            ("BOOKING_COMMIT_WRITERS", "0"),
+            ("BOOKING_COMMIT_WRITERS", "33"),
             ("STORAGE_BACKEND", "ftp"),
             ("PROJECTION_LINGER_MS", "101"),
             ("PROJECTION_LINGER_MS", "soon"),

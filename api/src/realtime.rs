@@ -30,31 +30,58 @@ const CHANNEL: &str = "booking-updates";
 /// The inbox channel, after the key prefix.
 const NOTIFICATIONS: &str = "notifications";
 
-/// Publishes updates with `PUBLISH` (spawned, so the command never waits for Redis).
+/// Publishes booking updates with `PUBLISH` from a task of its own, so a command never waits
+/// for Redis: updates queue in order (at most [`UPDATE_QUEUE`]; beyond that, while Redis is
+/// slow or down, new ones are dropped and counted in the log), and each round trip carries
+/// every update queued meanwhile as one pipeline.
 pub struct RedisUpdates {
     redis: Arc<RedisHandle>,
+    queue: mpsc::Sender<BookingUpdate>,
 }
 
+/// Booking updates waiting to be published, at most.
+pub const UPDATE_QUEUE: usize = 10_000;
+
+/// Updates published in one pipeline, at most.
+const UPDATES_PER_ROUND_TRIP: usize = 256;
+
 impl RedisUpdates {
-    /// A publisher over `redis`.
+    /// A publisher over `redis`; its publishing task runs on the current Tokio runtime until
+    /// the publisher is dropped.
     pub fn new(redis: Arc<RedisHandle>) -> RedisUpdates {
-        RedisUpdates { redis }
+        let (queue, updates) = mpsc::channel(UPDATE_QUEUE);
+        tokio::spawn(publish_updates(redis.clone(), updates));
+        RedisUpdates { redis, queue }
+    }
+}
+
+async fn publish_updates(redis: Arc<RedisHandle>, mut updates: mpsc::Receiver<BookingUpdate>) {
+    let channel = redis.key(CHANNEL);
+    let mut batch = Vec::with_capacity(UPDATES_PER_ROUND_TRIP);
+    while updates.recv_many(&mut batch, UPDATES_PER_ROUND_TRIP).await > 0 {
+        let mut pipeline = redis::pipe();
+        for update in &batch {
+            if let Ok(payload) = serde_json::to_string(update) {
+                pipeline.cmd("PUBLISH").arg(&channel).arg(payload).ignore();
+            }
+        }
+        if let Err(e) = redis.run_pipeline::<()>(&pipeline).await {
+            tracing::warn!(error = %e, updates = batch.len(), "booking updates not published");
+        }
+        batch.clear();
     }
 }
 
 impl UpdatePublisher for RedisUpdates {
     fn publish(&self, update: BookingUpdate) {
-        let redis = self.redis.clone();
-        tokio::spawn(async move {
-            let Ok(payload) = serde_json::to_string(&update) else {
-                return;
+        if let Err(e) = self.queue.try_send(update) {
+            let booking_id = match &e {
+                mpsc::error::TrySendError::Full(u) | mpsc::error::TrySendError::Closed(u) => {
+                    u.booking_id
+                }
             };
-            let mut cmd = redis::cmd("PUBLISH");
-            cmd.arg(redis.key(CHANNEL)).arg(payload);
-            if let Err(e) = redis.run::<i64>(&cmd).await {
-                tracing::warn!(error = %e, booking_id = %update.booking_id, "booking update not published");
-            }
-        });
+            tracing::warn!(%booking_id, "booking update dropped: the publish queue is full");
+        }
     }
 }
 

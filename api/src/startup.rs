@@ -338,6 +338,7 @@ impl Application {
                 clock.clone(),
                 settings.booking.policy(),
             )
+            .with_commit_writers(settings.booking.commit_writers)
             .with_updates(Arc::new(RedisUpdates::new(redis.clone()))),
         );
         let images = settings

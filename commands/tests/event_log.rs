@@ -7,7 +7,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use carshare_commands::append::{append, Batch};
+use carshare_commands::append::{append, Batch, GroupCommit};
 use carshare_commands::audit::{audit_settlements, AuditScope};
 use carshare_commands::{CommandBus, CommandError, InfraError};
 use carshare_domain::booking::{Booking, BookingAction, BookingCommand, BookingEvent};
@@ -177,6 +177,87 @@ async fn appends_write_and_advance_snapshots_that_loads_agree_with() {
     let (loaded, sequence) = bus.load_versioned(&key).await.expect("load");
     assert_eq!(sequence, 4);
     assert_eq!(loaded, replayed(&events));
+    db.drop_now().await;
+}
+
+#[tokio::test]
+async fn concurrent_appends_share_commits_and_only_the_stale_ones_fail() {
+    let db = Db::create().await;
+    // One writer: while its first group is in flight, every other append waits for the next.
+    let commits = GroupCommit::new(db.pool.clone(), 1);
+    let fresh: Vec<Uuid> = (0..40).map(|_| Uuid::new_v4()).collect();
+    let request = |id: Uuid, after: usize| {
+        let events = booking_events(id);
+        Batch::new::<Booking>(
+            &id.to_string(),
+            after,
+            &events[..1],
+            &replayed(&events[..1]),
+            0,
+        )
+        .expect("encode")
+    };
+    // An aggregate already written once: an append that loaded it before is stale.
+    let written = Uuid::new_v4();
+    append(&db.pool, &[request(written, 0)], &meta("RequestBooking"))
+        .await
+        .expect("append");
+    // An aggregate two commands write at once from the same state: one of them wins.
+    let contested = Uuid::new_v4();
+
+    let mut tasks = Vec::new();
+    for (label, id) in fresh.iter().map(|id| ("fresh", *id)).chain([
+        ("stale", written),
+        ("contested", contested),
+        ("contested", contested),
+    ]) {
+        let commits = commits.clone();
+        let batch = request(id, 0);
+        tasks.push(tokio::spawn(async move {
+            let outcome = commits.append(vec![batch], &meta("RequestBooking")).await;
+            (label, id, outcome)
+        }));
+    }
+    let mut contested_won = 0;
+    let mut transactions = std::collections::HashSet::new();
+    for task in tasks {
+        let (label, id, outcome) = task.await.expect("the append task");
+        match (label, outcome) {
+            ("fresh", Ok(Some(cursor))) => {
+                // Each caller gets the position of its own event.
+                assert_eq!(cursor, position_of(&db.pool, &id.to_string(), 1).await);
+                transactions.insert(cursor.transaction_id);
+            }
+            ("stale", Err(InfraError::Conflict)) => {}
+            ("contested", Ok(Some(_))) => contested_won += 1,
+            ("contested", Err(InfraError::Conflict)) => {}
+            (label, outcome) => panic!("{label} {id}: unexpected {outcome:?}"),
+        }
+    }
+    assert_eq!(
+        contested_won, 1,
+        "exactly one of two same-state appends lands"
+    );
+    assert!(
+        transactions.len() < 10,
+        "40 concurrent appends were committed in {} transactions",
+        transactions.len()
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+    assert_eq!(
+        stored,
+        40 + 1 + 1,
+        "the stale and the losing appends wrote nothing"
+    );
+
+    // Nothing to write: answered at once, with no position.
+    assert_eq!(
+        commits.append(Vec::new(), &meta("Nothing")).await.ok(),
+        Some(None)
+    );
     db.drop_now().await;
 }
 

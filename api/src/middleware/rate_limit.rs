@@ -99,7 +99,13 @@ fn headers(standing: &Standing) -> [(HeaderName, String); 4] {
 }
 
 impl RateLimiter {
-    fn budgets(&self, req: &ServiceRequest, ip: Option<std::net::IpAddr>, now: u64) -> Vec<Budget> {
+    fn budgets(
+        &self,
+        req: &ServiceRequest,
+        ip: Option<std::net::IpAddr>,
+        claims: Option<&crate::auth::Claims>,
+        now: u64,
+    ) -> Vec<Budget> {
         let mut budgets = Vec::with_capacity(3);
         let short = self.window_seconds.max(1);
         let long = short * 60;
@@ -122,7 +128,7 @@ impl RateLimiter {
                 });
             }
         }
-        if let Some(claims) = crate::auth::bearer_claims(req) {
+        if let Some(claims) = claims {
             budgets.push(Budget {
                 name: "user",
                 key: self
@@ -135,7 +141,14 @@ impl RateLimiter {
         budgets
     }
 
-    async fn count(&self, budgets: &[Budget]) -> Option<Vec<Standing>> {
+    /// Counts the request against `budgets`; with `revocation` (a command answering a count
+    /// on this limiter's Redis), sends it in the same round trip and says whether the count
+    /// was above zero. `None` when Redis did not answer.
+    async fn count(
+        &self,
+        budgets: &[Budget],
+        revocation: Option<redis::Cmd>,
+    ) -> Option<(Vec<Standing>, Option<bool>)> {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(SCRIPT).arg(budgets.len());
         for b in budgets {
@@ -144,32 +157,41 @@ impl RateLimiter {
         for b in budgets {
             cmd.arg(b.window);
         }
-        let counts: Vec<i64> = match self.redis.run(&cmd).await {
-            Ok(c) => c,
+        let answer = match revocation {
+            Some(revocation) => {
+                let mut pipeline = redis::pipe();
+                pipeline.add_command(cmd).add_command(revocation);
+                self.redis
+                    .run_pipeline::<(Vec<i64>, i64)>(&pipeline)
+                    .await
+                    .map(|(counts, revoked)| (counts, Some(revoked > 0)))
+            }
+            None => self.redis.run::<Vec<i64>>(&cmd).await.map(|c| (c, None)),
+        };
+        let (counts, revoked) = match answer {
+            Ok(answer) => answer,
             Err(e) => {
                 LIMITED.with_label_values(&["redis_unavailable"]).inc();
                 tracing::warn!(error = %e, "rate limits not enforced: Redis unavailable");
                 return None;
             }
         };
-        Some(
-            budgets
-                .iter()
-                .zip(counts.chunks(2))
-                .map(|(b, pair)| {
-                    let used = u64::try_from(pair.first().copied().unwrap_or(0)).unwrap_or(0);
-                    let ttl = u64::try_from(pair.get(1).copied().unwrap_or(0)).unwrap_or(0);
-                    Standing {
-                        limit: b.limit,
-                        remaining: u32::try_from(u64::from(b.limit).saturating_sub(used))
-                            .unwrap_or(0),
-                        reset: ttl.max(1),
-                        window: b.window,
-                        exceeded: used > u64::from(b.limit),
-                    }
-                })
-                .collect(),
-        )
+        let standings = budgets
+            .iter()
+            .zip(counts.chunks(2))
+            .map(|(b, pair)| {
+                let used = u64::try_from(pair.first().copied().unwrap_or(0)).unwrap_or(0);
+                let ttl = u64::try_from(pair.get(1).copied().unwrap_or(0)).unwrap_or(0);
+                Standing {
+                    limit: b.limit,
+                    remaining: u32::try_from(u64::from(b.limit).saturating_sub(used)).unwrap_or(0),
+                    reset: ttl.max(1),
+                    window: b.window,
+                    exceeded: used > u64::from(b.limit),
+                }
+            })
+            .collect();
+        Some((standings, revoked))
     }
 }
 
@@ -200,8 +222,26 @@ pub async fn limit(
             .map(ServiceResponse::map_into_boxed_body);
     }
     let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
-    let budgets = limiter.budgets(&req, ip, now);
-    let standings = limiter.count(&budgets).await;
+    let claims = crate::auth::bearer_claims(&req);
+    // The token's revocation check rides in the same round trip when the denylist is on this
+    // limiter's Redis; authentication then takes its answer (and asks itself when Redis did
+    // not answer, failing closed).
+    let revocation = claims.as_ref().and_then(|c| {
+        let auth = req.app_data::<web::Data<crate::auth::Authenticator>>()?;
+        let (redis, cmd) = auth.revocations.as_redis_command(c)?;
+        Arc::ptr_eq(&redis, &limiter.redis).then_some(cmd)
+    });
+    let budgets = limiter.budgets(&req, ip, claims.as_ref(), now);
+    let counted = limiter.count(&budgets, revocation).await;
+    let standings = match counted {
+        Some((standings, revoked)) => {
+            if let (Some(claims), Some(revoked)) = (claims, revoked) {
+                crate::auth::settle_checked(&req, claims, revoked);
+            }
+            Some(standings)
+        }
+        None => None,
+    };
     let tightest = standings.as_ref().and_then(|s| {
         let exceeded = s
             .iter()

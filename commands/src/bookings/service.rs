@@ -1,7 +1,7 @@
 //! The booking command service: what the API calls.
 
 use super::updates::{BookingUpdate, UpdatePublisher};
-use crate::append::{append, Batch};
+use crate::append::{Batch, GroupCommit, DEFAULT_WRITERS};
 use crate::bus::{CommandBus, CommandError, DEFAULT_MAX_ATTEMPTS};
 use crate::cache::StateCache;
 use crate::clock::Clock;
@@ -109,7 +109,7 @@ pub struct BookingOutcome {
 
 /// Booking use cases.
 pub struct BookingService {
-    pool: PgPool,
+    commits: GroupCommit,
     bookings: CommandBus<Booking>,
     vehicles: CommandBus<Vehicle>,
     vehicle_states: StateCache<Vehicle>,
@@ -138,12 +138,18 @@ impl BookingService {
             vehicles: CommandBus::new(pool.clone(), (), signal.clone(), VEHICLE_SNAPSHOT_EVERY),
             vehicle_states: StateCache::new(VEHICLE_CACHE_CAPACITY),
             payments: CommandBus::new(pool.clone(), (), signal.clone(), 0),
-            pool,
+            commits: GroupCommit::new(pool, DEFAULT_WRITERS),
             signal,
             clock,
             policy,
             updates: None,
         }
+    }
+
+    /// Writes with up to `writers` group commits in flight (see [`GroupCommit`]).
+    pub fn with_commit_writers(mut self, writers: usize) -> BookingService {
+        self.commits = self.commits.with_writers(writers);
+        self
     }
 
     /// Tells `publisher` about every change (real-time updates to the guest and the host).
@@ -231,7 +237,7 @@ impl BookingService {
                     VEHICLE_SNAPSHOT_EVERY,
                 )?,
             ];
-            let cursor = match append(&self.pool, &batches, meta).await {
+            let cursor = match self.commits.append(batches.into(), meta).await {
                 Ok(cursor) => cursor,
                 Err(e) => {
                     // A conflict means the state was out of date; any other failure leaves the
@@ -480,7 +486,7 @@ impl BookingService {
                     0,
                 )?);
             }
-            let written = append(&self.pool, &batches, meta).await;
+            let written = self.commits.append(batches, meta).await;
             if let Some((vehicle_key, vehicle_after, sequence)) = released {
                 match &written {
                     Ok(_) => self
