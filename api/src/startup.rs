@@ -50,6 +50,7 @@ pub struct Application {
     pool: PgPool,
     workers: Vec<JoinHandle<()>>,
     shutdown: CancellationToken,
+    signals: StopSignals,
 }
 
 /// The routes and the OpenAPI document they describe.
@@ -472,8 +473,12 @@ impl Application {
         // waits for the client's delayed ACK (~40 ms).
         .tcp_nodelay(true)
         .shutdown_timeout(10)
+        // Stop signals are handled by `run_until_stopped`, which stops the workers first.
+        .disable_signals()
         .listen(listener)?
         .run();
+        // Listened to from here on: a stop signal once the port is bound is a graceful stop.
+        let signals = StopSignals::listen();
         tracing::info!(
             port,
             projections = settings.run_projections,
@@ -487,6 +492,7 @@ impl Application {
             pool,
             workers,
             shutdown,
+            signals,
         })
     }
 
@@ -506,12 +512,82 @@ impl Application {
     }
 
     /// Serves until stopped (SIGINT/SIGTERM, or the server handle), then stops the workers.
+    ///
+    /// On a signal the background workers stop first (each finishes its batch), then the HTTP
+    /// server (in-flight requests finish, up to 10 s). The other order would leave the workers
+    /// a pool whose connections were opened on the HTTP threads' runtimes, gone by then: a
+    /// notification batch claimed just before would stay `sending` (and be marked failed five
+    /// minutes later) instead of going out.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
+        let handle = self.server.handle();
+        let mut server = std::pin::pin!(self.server);
+        let stopped = tokio::select! {
+            result = &mut server => Some(result),
+            () = self.signals.received() => None,
+        };
         self.shutdown.cancel();
         for worker in self.workers {
             let _ = worker.await;
         }
-        result
+        match stopped {
+            Some(result) => result,
+            None => {
+                tracing::info!("background workers stopped; stopping the HTTP server");
+                // The server's own future carries the stop out: poll both.
+                let ((), result) = tokio::join!(handle.stop(true), server);
+                result
+            }
+        }
+    }
+}
+
+/// SIGINT and SIGTERM, listened to from [`StopSignals::listen`] on (a signal that cannot be
+/// listened to is never received).
+struct StopSignals {
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn listen() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            StopSignals {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        StopSignals {}
+    }
+
+    /// Resolves when either arrives.
+    async fn received(mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = next(&mut self.interrupt) => tracing::info!("SIGINT received; stopping"),
+                () = next(&mut self.terminate) => tracing::info!("SIGTERM received; stopping"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::info!("Ctrl-C received; stopping");
+            } else {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 }

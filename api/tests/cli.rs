@@ -177,3 +177,85 @@ fn admin_create_makes_an_admin_and_prints_a_generated_password_once() {
     assert_ne!(code, 0, "{stderr}");
     assert_eq!(db.query("SELECT count(*) FROM users"), "1");
 }
+
+#[test]
+fn serve_stops_its_workers_then_its_server_on_sigterm() {
+    let db = Db::create();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let log_path = std::env::temp_dir().join(format!("carshare-sigterm-{}.log", db.name));
+    let log = std::fs::File::create(&log_path).expect("the log file");
+    let redis = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_carshare"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(std::env::temp_dir())
+        .env("DATABASE_URL", db.url())
+        .env("REDIS_URL", redis)
+        .env("REDIS_KEY_PREFIX", format!("{}:", db.name))
+        .env("JWT_SECRET", "0123456789abcdef0123456789abcdef")
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("RUST_LOG", "info")
+        .env(
+            "STORAGE_DIR",
+            std::env::temp_dir().join("carshare-sigterm-uploads"),
+        )
+        .stdout(log)
+        .spawn()
+        .expect("serve starts");
+    // Listening, and listening for signals.
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .contains("carshare API listening")
+    {
+        if started.elapsed() > std::time::Duration::from_secs(60)
+            || child.try_wait().unwrap().is_some()
+        {
+            let _ = child.kill();
+            panic!(
+                "serve did not start: {}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(kill.success());
+    let signalled = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if signalled.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!(
+                "serve did not stop within 20 s of SIGTERM: {}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(&log_path).expect("the log");
+    let _ = std::fs::remove_file(&log_path);
+    assert!(status.success(), "exit {status:?}: {log}");
+    let at = |needle: &str| {
+        log.find(needle)
+            .unwrap_or_else(|| panic!("`{needle}` not in the log: {log}"))
+    };
+    // The workers stop (each after its batch) while the HTTP threads' runtimes, which opened
+    // some of the pool's connections, are still up; then the server.
+    assert!(at("SIGTERM received") < at("projection worker stopped"));
+    assert!(at("projection worker stopped") < at("background workers stopped"));
+    assert!(
+        !log.contains("being shutdown"),
+        "a worker used a connection of a runtime already gone: {log}"
+    );
+}

@@ -489,6 +489,13 @@ async fn main() -> Result<()> {
 /// dispatcher or without them (an instance that only takes traffic).
 fn serve(args: &Args, db_url: &str, run: u32, workers: bool) -> Result<Server> {
     let workers = if workers { "true" } else { "false" };
+    // The process's log (warnings and errors), kept for a look after the run.
+    let log = std::env::temp_dir().join(format!("carshare-bench-serve-{run}-{workers}.log"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("opening {}", log.display()))?;
     Ok(Server {
         child: Command::new(&args.binary)
             .arg("serve")
@@ -508,7 +515,7 @@ fn serve(args: &Args, db_url: &str, run: u32, workers: bool) -> Result<Server> {
                 "STORAGE_DIR",
                 std::env::temp_dir().join("carshare-bench-uploads"),
             )
-            .stdout(Stdio::null())
+            .stdout(log)
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| {
