@@ -32,12 +32,15 @@ const NOTIFICATIONS: &str = "notifications";
 
 /// Publishes booking updates with `PUBLISH` from a task of its own, so a command never waits
 /// for Redis: updates queue in order (at most [`UPDATE_QUEUE`]; beyond that, while Redis is
-/// slow or down, new ones are dropped and counted in the log), and each round trip carries
+/// slow or down, new ones are dropped, and every 1,000th drop is logged), and each round trip carries
 /// every update queued meanwhile as one pipeline.
 pub struct RedisUpdates {
     redis: Arc<RedisHandle>,
     queue: mpsc::Sender<BookingUpdate>,
 }
+
+/// Booking updates dropped because the queue was full (the log mentions every 1,000th).
+static DROPPED_UPDATES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Booking updates waiting to be published, at most.
 pub const UPDATE_QUEUE: usize = 10_000;
@@ -80,7 +83,10 @@ impl UpdatePublisher for RedisUpdates {
                     u.booking_id
                 }
             };
-            tracing::warn!(%booking_id, "booking update dropped: the publish queue is full");
+            let dropped = DROPPED_UPDATES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if dropped % 1_000 == 0 {
+                tracing::warn!(%booking_id, dropped = dropped + 1, "booking update dropped: the publish queue is full");
+            }
         }
     }
 }

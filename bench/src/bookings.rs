@@ -348,16 +348,7 @@ async fn main() -> Result<()> {
     // ---- What the closed loop left to the background workers, and how long they take to
     // finish it: the rate counts answered commands, and the read side may still be behind.
     let (unprojected, undelivered) = backlog(&pool).await?;
-    // (Given up after two minutes.)
-    let drained = Instant::now();
-    let mut drain = None;
-    while drained.elapsed() < Duration::from_secs(120) {
-        if backlog(&pool).await? == (0, 0) {
-            drain = Some(drained.elapsed().as_secs_f64());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let drain = caught_up(&pool, Duration::from_secs(120)).await?;
     // ---- Half that rate, open loop, for latency.
     let half = rate / 2.0;
     eprintln!("bookings: {half:.0}/s for {} s", args.seconds);
@@ -389,15 +380,7 @@ async fn main() -> Result<()> {
     let (behind, behind_deliveries) = backlog(&pool).await?;
     eprintln!("read side: catching up on {behind} bookings");
     let workers = serve(true)?;
-    let caught = Instant::now();
-    let mut read_side = None;
-    while caught.elapsed() < Duration::from_secs(300) {
-        if backlog(&pool).await? == (0, 0) {
-            read_side = Some(caught.elapsed().as_secs_f64());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let read_side = caught_up(&pool, Duration::from_secs(300)).await?;
     drop(workers);
 
     // ---- The command alone, in this process, with no API process.
@@ -525,6 +508,18 @@ fn serve(args: &Args, db_url: &str, run: u32, workers: bool) -> Result<Server> {
                 )
             })?,
     })
+}
+
+/// Seconds until [`backlog`] is empty, or `None` when it is not within `limit`.
+async fn caught_up(pool: &PgPool, limit: Duration) -> Result<Option<f64>> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if backlog(pool).await? == (0, 0) {
+            return Ok(Some(started.elapsed().as_secs_f64()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(None)
 }
 
 /// Bookings requested but not yet in `read.bookings`, and notification deliveries not yet

@@ -286,7 +286,7 @@ impl GroupCommit {
             free
         };
         if start_writer {
-            tokio::spawn(Arc::clone(&self.inner).write_groups());
+            Inner::start_writer(&self.inner);
         }
         answer.await.unwrap_or_else(|_| {
             Err(InfraError::Internal(
@@ -301,22 +301,63 @@ impl Inner {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Runs a writer (its slot already counted in `writing`).
+    fn start_writer(inner: &Arc<Inner>) {
+        let slot = WriterSlot {
+            inner: Arc::clone(inner),
+            released: false,
+        };
+        tokio::spawn(slot.write_groups());
+    }
+}
+
+/// A writer's place among the `writing`: given back when nobody is waiting, or, should the
+/// writer die (a panic), by its drop, which starts another writer for those still waiting.
+struct WriterSlot {
+    inner: Arc<Inner>,
+    released: bool,
+}
+
+impl WriterSlot {
     /// Writes groups until nobody is waiting.
-    async fn write_groups(self: Arc<Self>) {
+    async fn write_groups(mut self) {
         loop {
             let group = {
-                let mut queue = self.lock();
+                let mut queue = self.inner.lock();
                 let group = take_group(&mut queue.waiting);
                 if group.is_empty() {
                     queue.writing -= 1;
+                    self.released = true;
                     return;
                 }
                 group
             };
-            self.write_group(group).await;
+            self.inner.write_group(group).await;
         }
     }
+}
 
+impl Drop for WriterSlot {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let restart = {
+            let mut queue = self.inner.lock();
+            queue.writing -= 1;
+            let restart = !queue.waiting.is_empty() && queue.writing < self.inner.writers;
+            if restart {
+                queue.writing += 1;
+            }
+            restart
+        };
+        if restart {
+            Inner::start_writer(&self.inner);
+        }
+    }
+}
+
+impl Inner {
     async fn write_group(&self, mut group: Vec<Pending>) {
         for _ in 0..STALE_ROUNDS {
             if group.len() <= 1 {
@@ -539,6 +580,49 @@ mod tests {
         assert_eq!(version, "1.0");
         assert_eq!(payload, &serde_json::to_value(&events[0]).unwrap());
         assert_eq!(batch.snapshot, None);
+    }
+
+    fn pending(ids: &[&str]) -> Pending {
+        let batches = ids
+            .iter()
+            .map(|id| Batch::new::<Booking>(id, 0, &[approved(0)], &Booking::default(), 0).unwrap())
+            .collect();
+        Pending {
+            batches,
+            metadata: Value::Null,
+            reply: oneshot::channel().0,
+        }
+    }
+
+    fn ids(group: &[Pending]) -> Vec<Vec<String>> {
+        group
+            .iter()
+            .map(|p| p.batches.iter().map(|b| b.aggregate_id.clone()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_group_holds_one_append_per_aggregate_and_no_more_than_its_cap() {
+        let mut waiting: VecDeque<Pending> = [
+            pending(&["a", "v1"]),
+            pending(&["b", "v2"]),
+            pending(&["c", "v1"]), // same vehicle as the first: next group
+            pending(&["d", "v3"]),
+        ]
+        .into_iter()
+        .collect();
+        let group = take_group(&mut waiting);
+        assert_eq!(ids(&group), [["a", "v1"], ["b", "v2"], ["d", "v3"]]);
+        assert_eq!(ids(waiting.make_contiguous()), [["c", "v1"]]);
+        let group = take_group(&mut waiting);
+        assert_eq!(ids(&group), [["c", "v1"]]);
+        assert!(waiting.is_empty());
+        assert!(take_group(&mut waiting).is_empty());
+
+        let names: Vec<String> = (0..MAX_GROUP + 3).map(|i| format!("x{i}")).collect();
+        let mut waiting: VecDeque<Pending> = names.iter().map(|n| pending(&[n.as_str()])).collect();
+        assert_eq!(take_group(&mut waiting).len(), MAX_GROUP);
+        assert_eq!(waiting.len(), 3);
     }
 
     #[test]
