@@ -332,6 +332,9 @@ impl Application {
                 }
             }));
         }
+        // One real-time publisher (one queue, one publishing task) for booking updates and
+        // the dispatcher's inbox messages.
+        let updates = Arc::new(RedisUpdates::new(redis.clone()));
         let bookings = Arc::new(
             BookingService::new(
                 pool.clone(),
@@ -340,7 +343,7 @@ impl Application {
                 settings.booking.policy(),
             )
             .with_commit_writers(settings.booking.commit_writers)
-            .with_updates(Arc::new(RedisUpdates::new(redis.clone()))),
+            .with_updates(updates.clone()),
         );
         let images = settings
             .storage
@@ -370,7 +373,6 @@ impl Application {
             );
             workers.push(tokio::spawn(sweeper.run(shutdown.child_token())));
         }
-        let updates = Arc::new(RedisUpdates::new(redis.clone()));
         if settings.run_notifications {
             let push: Option<Arc<dyn PushSender>> = match &settings.fcm {
                 None => None,

@@ -9,7 +9,7 @@
 
 use anyhow::{bail, Context, Result};
 use carshare_api::auth::TokenKeys;
-use carshare_bench::{location, machine, millis, plate, wait_ready, Server, SECRET};
+use carshare_bench::{location, machine, millis, plate, serve_command, wait_ready, Server, SECRET};
 use carshare_commands::bookings::{BookingService, RequestBooking};
 use carshare_commands::SystemClock;
 use carshare_domain::booking::BookingPolicy;
@@ -191,6 +191,59 @@ async fn book(load: &Load, seconds: u64, rate: f64) -> Result<(usize, f64, Vec<f
     Ok((all.len(), elapsed, all))
 }
 
+/// One timed phase: requests completed, seconds, and latency percentiles (ms).
+struct Measured {
+    n: usize,
+    secs: f64,
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Measured {
+    fn of((n, secs, latencies): (usize, f64, Vec<f64>)) -> Measured {
+        let (p50, _, p99, max) = millis(latencies);
+        Measured {
+            n,
+            secs,
+            p50,
+            p99,
+            max,
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        self.n as f64 / self.secs
+    }
+
+    /// The result cell of a closed-loop phase, against the pgbench rate (in bold when it is
+    /// the figure the target is about).
+    fn throughput(&self, tps: f64, bold: bool) -> String {
+        let b = if bold { "**" } else { "" };
+        format!(
+            "{b}{:.0} bookings/s{b} ({} in {:.1} s) = {b}{:.2} × pgbench{b}; p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            self.rate(),
+            self.n,
+            self.secs,
+            self.rate() / tps,
+            self.p50,
+            self.p99,
+            self.max
+        )
+    }
+
+    /// The table row of an open-loop phase at `asked` requests a second.
+    fn at_half_rate(&self, asked: f64) -> String {
+        format!(
+            "| the same at half that rate ({asked:.0}/s asked, {:.0}/s done), open loop | p50 {:.1} ms, **p99 {:.1} ms**, max {:.1} ms | p99 < 50 ms |",
+            self.rate(),
+            self.p50,
+            self.p99,
+            self.max
+        )
+    }
+}
+
 /// Request `j`: car `j mod cars`, 01:00–05:00 on day `j div cars`, so concurrent requests never
 /// share a car and no two requests overlap.
 fn slot(j: usize, cars: &[String], day0: DateTime<Utc>) -> (&str, DateTime<Utc>) {
@@ -342,18 +395,15 @@ async fn main() -> Result<()> {
         "bookings: {} clients, {} s, as fast as they go",
         args.clients, args.seconds
     );
-    let (n, secs, lat) = book(&load, args.seconds, 0.0).await?;
-    let rate = n as f64 / secs;
-    let (p50, _, p99, max) = millis(lat);
+    let closed = Measured::of(book(&load, args.seconds, 0.0).await?);
     // ---- What the closed loop left to the background workers, and how long they take to
     // finish it: the rate counts answered commands, and the read side may still be behind.
     let (unprojected, undelivered) = backlog(&pool).await?;
     let drain = caught_up(&pool, Duration::from_secs(120)).await?;
     // ---- Half that rate, open loop, for latency.
-    let half = rate / 2.0;
+    let half = closed.rate() / 2.0;
     eprintln!("bookings: {half:.0}/s for {} s", args.seconds);
-    let (n2, secs2, lat2) = book(&load, args.seconds, half).await?;
-    let (h50, _, h99, hmax) = millis(lat2);
+    let open = Measured::of(book(&load, args.seconds, half).await?);
     drop(server);
 
     // ---- The deployment the operations guide describes: an instance taking traffic without
@@ -366,16 +416,13 @@ async fn main() -> Result<()> {
         "bookings, API without its workers: {} clients, {} s, as fast as they go",
         args.clients, args.seconds
     );
-    let (s_n, s_secs, s_lat) = book(&load, args.seconds, 0.0).await?;
-    let s_rate = s_n as f64 / s_secs;
-    let (s50, _, s99, smax) = millis(s_lat);
-    let s_half = s_rate / 2.0;
+    let split_closed = Measured::of(book(&load, args.seconds, 0.0).await?);
+    let split_half = split_closed.rate() / 2.0;
     eprintln!(
-        "bookings, API without its workers: {s_half:.0}/s for {} s",
+        "bookings, API without its workers: {split_half:.0}/s for {} s",
         args.seconds
     );
-    let (s_n2, s_secs2, s_lat2) = book(&load, args.seconds, s_half).await?;
-    let (sh50, _, sh99, shmax) = millis(s_lat2);
+    let split_open = Measured::of(book(&load, args.seconds, split_half).await?);
     drop(server);
     let (behind, behind_deliveries) = backlog(&pool).await?;
     eprintln!("read side: catching up on {behind} bookings");
@@ -388,9 +435,7 @@ async fn main() -> Result<()> {
         "bookings in process: {} tasks, {} s, as fast as they go",
         args.clients, args.seconds
     );
-    let (n3, secs3, lat3) = book_in_process(&pool, &load, args.seconds).await?;
-    let rate3 = n3 as f64 / secs3;
-    let (i50, _, i99, imax) = millis(lat3);
+    let alone = Measured::of(book_in_process(&pool, &load, args.seconds).await?);
     let requested: i64 =
         sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'BookingRequested'")
             .fetch_one(&pool)
@@ -413,19 +458,15 @@ async fn main() -> Result<()> {
     println!("|---|---|---|");
     println!("| pgbench: single-row INSERT into an events-shaped table, one per transaction, {} clients | {tps:.0} tx/s | — |", args.clients);
     println!(
-        "| `POST /v1/bookings` (distinct cars), {} clients, closed loop | **{rate:.0} bookings/s** ({n} in {secs:.1} s) = **{:.2} × pgbench**; p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms | ≥ 0.4 × pgbench |",
+        "| `POST /v1/bookings` (distinct cars), {} clients, closed loop | {} | ≥ 0.4 × pgbench |",
         args.clients,
-        rate / tps
+        closed.throughput(tps, true)
     );
-    println!(
-        "| the same at half that rate ({:.0}/s asked, {:.0}/s done), open loop | p50 {h50:.1} ms, **p99 {h99:.1} ms**, max {hmax:.1} ms | p99 < 50 ms |",
-        half,
-        n2 as f64 / secs2
-    );
+    println!("{}", open.at_half_rate(half));
     let caught_up = match drain {
         Some(drain) => format!(
             "all done {drain:.1} s later ({:.0} bookings/s counting that time)",
-            n as f64 / (secs + drain)
+            closed.n as f64 / (closed.secs + drain)
         ),
         None => "not done within 120 s".to_string(),
     };
@@ -433,15 +474,11 @@ async fn main() -> Result<()> {
         "| left behind when the closed loop ended | {unprojected} bookings not yet in `read.bookings`, {undelivered} notification deliveries queued; {caught_up} | — |"
     );
     println!(
-        "| `POST /v1/bookings` to an API instance without its workers (`RUN_PROJECTIONS=false RUN_NOTIFICATIONS=false`), {} clients, closed loop | **{s_rate:.0} bookings/s** ({s_n} in {s_secs:.1} s) = **{:.2} × pgbench**; p50 {s50:.1} ms, p99 {s99:.1} ms, max {smax:.1} ms | ≥ 0.4 × pgbench |",
+        "| `POST /v1/bookings` to an API instance without its workers (`RUN_PROJECTIONS=false RUN_NOTIFICATIONS=false`), {} clients, closed loop | {} | ≥ 0.4 × pgbench |",
         args.clients,
-        s_rate / tps
+        split_closed.throughput(tps, true)
     );
-    println!(
-        "| the same at half that rate ({:.0}/s asked, {:.0}/s done), open loop | p50 {sh50:.1} ms, **p99 {sh99:.1} ms**, max {shmax:.1} ms | p99 < 50 ms |",
-        s_half,
-        s_n2 as f64 / s_secs2
-    );
+    println!("{}", split_open.at_half_rate(split_half));
     let read_side = match read_side {
         Some(t) => format!(
             "done in {t:.1} s: **{:.0} bookings/s** (read tables, inbox, deliveries)",
@@ -453,9 +490,9 @@ async fn main() -> Result<()> {
         "| the workers afterwards, alone on the machine: {behind} bookings and {behind_deliveries} deliveries behind | {read_side} | keeps up with the line above |"
     );
     println!(
-        "| the command alone: `BookingService::request` called by {} tasks in the load generator's process, closed loop, no API process | {rate3:.0} bookings/s ({n3} in {secs3:.1} s) = {:.2} × pgbench; p50 {i50:.1} ms, p99 {i99:.1} ms, max {imax:.1} ms | — |",
+        "| the command alone: `BookingService::request` called by {} tasks in the load generator's process, closed loop, no API process | {} | — |",
         args.clients,
-        rate3 / tps
+        alone.throughput(tps, false)
     );
     println!("| log check | {requested} BookingRequested, {reserved} WindowReserved | equal |");
 
@@ -479,35 +516,16 @@ fn serve(args: &Args, db_url: &str, run: u32, workers: bool) -> Result<Server> {
         .append(true)
         .open(&log)
         .with_context(|| format!("opening {}", log.display()))?;
-    Ok(Server {
-        child: Command::new(&args.binary)
-            .arg("serve")
-            .env("DATABASE_URL", db_url)
-            .env("REDIS_URL", &args.redis)
-            .env("REDIS_KEY_PREFIX", format!("bench:{run}:"))
-            .env("JWT_SECRET", SECRET)
-            .env("HOST", "127.0.0.1")
-            .env("PORT", args.port.to_string())
-            .env("RUST_LOG", "warn")
-            .env("DATABASE_MAX_CONNECTIONS", "40")
-            .env("RATE_LIMIT_IP_PER_MINUTE", "100000000")
-            .env("RATE_LIMIT_USER_PER_HOUR", "100000000")
+    Server::start(
+        serve_command(&args.binary, db_url, &args.redis, run, args.port)
             .env("RUN_PROJECTIONS", workers)
             .env("RUN_NOTIFICATIONS", workers)
             .env(
                 "STORAGE_DIR",
                 std::env::temp_dir().join("carshare-bench-uploads"),
             )
-            .stdout(log)
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "starting {} (cargo build --release -p carshare-api)",
-                    args.binary
-                )
-            })?,
-    })
+            .stdout(log),
+    )
 }
 
 /// Seconds until [`backlog`] is empty, or `None` when it is not within `limit`.

@@ -97,10 +97,52 @@ pub fn plate(i: usize, run: u32) -> String {
 /// The JWT secret the benchmarks give the API process they start.
 pub const SECRET: &str = "benchmark-secret-benchmark-secret-0123";
 
+/// `carshare serve` (the release `binary`) on a benchmark database, with the settings every
+/// benchmark shares: keys prefixed per run, warnings only, a pool of 40, and rate limits out
+/// of the way (one client address sends the whole load; the limits have tests of their own).
+/// Its stderr is the benchmark's; callers add what else they need and spawn it with
+/// [`Server::start`].
+pub fn serve_command(
+    binary: &str,
+    db_url: &str,
+    redis: &str,
+    run: u32,
+    port: u16,
+) -> std::process::Command {
+    let mut command = std::process::Command::new(binary);
+    command
+        .arg("serve")
+        .env("DATABASE_URL", db_url)
+        .env("REDIS_URL", redis)
+        .env("REDIS_KEY_PREFIX", format!("bench:{run}:"))
+        .env("JWT_SECRET", SECRET)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("RUST_LOG", "warn")
+        .env("DATABASE_MAX_CONNECTIONS", "40")
+        .env("RATE_LIMIT_IP_PER_MINUTE", "100000000")
+        .env("RATE_LIMIT_USER_PER_HOUR", "100000000")
+        .stderr(std::process::Stdio::inherit());
+    command
+}
+
 /// An API process started by a benchmark; stopped (SIGTERM) when dropped.
 pub struct Server {
     /// The process.
     pub child: std::process::Child,
+}
+
+impl Server {
+    /// Spawns `command` (from [`serve_command`]).
+    pub fn start(command: &mut std::process::Command) -> anyhow::Result<Server> {
+        let child = command.spawn().map_err(|e| {
+            anyhow::anyhow!(
+                "starting {} (build it with cargo build --release -p carshare-api): {e}",
+                command.get_program().to_string_lossy()
+            )
+        })?;
+        Ok(Server { child })
+    }
 }
 
 impl Drop for Server {

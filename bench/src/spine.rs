@@ -10,7 +10,9 @@
 
 use anyhow::{bail, Context, Result};
 use carshare_api::auth::TokenKeys;
-use carshare_bench::{location, machine, millis, plate, rss_kib, wait_ready, Server, SECRET};
+use carshare_bench::{
+    location, machine, millis, plate, rss_kib, serve_command, wait_ready, Server, SECRET,
+};
 use carshare_domain::Role;
 use carshare_event_store::{StreamCursor, MIGRATOR};
 use carshare_projections::rebuild::{self, RebuildSettings};
@@ -24,7 +26,7 @@ use secrecy::SecretString;
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -214,30 +216,9 @@ async fn main() -> Result<()> {
         .await?;
 
     let base = format!("http://127.0.0.1:{}", args.port);
-    let server = Server {
-        child: Command::new(&args.binary)
-            .arg("serve")
-            .env("DATABASE_URL", &db_url)
-            .env("REDIS_URL", &args.redis)
-            .env("REDIS_KEY_PREFIX", format!("bench:{run}:"))
-            .env("JWT_SECRET", SECRET)
-            .env("HOST", "127.0.0.1")
-            .env("PORT", args.port.to_string())
-            .env("RUST_LOG", "warn")
-            .env("DATABASE_MAX_CONNECTIONS", "40")
-            // One client address sends the whole load; the limits have tests of their own.
-            .env("RATE_LIMIT_IP_PER_MINUTE", "100000000")
-            .env("RATE_LIMIT_USER_PER_HOUR", "100000000")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "starting {} (build it with cargo build --release -p carshare-api)",
-                    args.binary
-                )
-            })?,
-    };
+    let server = Server::start(
+        serve_command(&args.binary, &db_url, &args.redis, run, args.port).stdout(Stdio::null()),
+    )?;
     let pid = server.child.id();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency * 2)
