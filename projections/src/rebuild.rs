@@ -129,7 +129,8 @@ async fn prepare_shadow(pool: &PgPool, table: &str) -> Result<Vec<DeferredIndex>
         .await?;
     sqlx::query(&format!(
         "CREATE TABLE {shadow} (LIKE {live} INCLUDING DEFAULTS INCLUDING CONSTRAINTS \
-         INCLUDING GENERATED INCLUDING IDENTITY INCLUDING STORAGE INCLUDING COMMENTS)"
+         INCLUDING GENERATED INCLUDING IDENTITY INCLUDING STORAGE INCLUDING COMPRESSION \
+         INCLUDING COMMENTS)"
     ))
     .execute(&mut *conn)
     .await?;

@@ -833,6 +833,37 @@ async fn instances_deciding_from_cached_vehicle_states_stay_exact() {
             .unwrap();
     let expected: Vec<i64> = (1..=sequences.len() as i64).collect();
     assert_eq!(sequences, expected, "the vehicle's history has no gap");
+
+    // The read side's `reserved` (kept by difference, hold by hold) is the union of the three
+    // holds left: day 1 (released, then held again by another booking), days 2 and 6.
+    let last = *sequences.last().unwrap();
+    let vehicle_read = || async {
+        sqlx::query_as::<_, (i64, i64, bool, i64)>(
+            "SELECT v.last_sequence, \
+                    (SELECT count(*) FROM read.vehicle_holds h WHERE h.vehicle_id = v.id), \
+                    v.reserved = coalesce((SELECT range_agg(tstzrange(h.start_at, h.end_at)) \
+                        FROM read.vehicle_holds h WHERE h.vehicle_id = v.id), '{}'), \
+                    (SELECT count(*) FROM unnest(v.reserved)) \
+             FROM read.vehicles v WHERE v.id = $1",
+        )
+        .bind(vehicle_id)
+        .fetch_one(app.pool())
+        .await
+        .unwrap()
+    };
+    assert!(
+        eventually(std::time::Duration::from_secs(5), || async {
+            vehicle_read().await.0 == last
+        })
+        .await,
+        "the vehicles projection did not reach the vehicle's last event"
+    );
+    let (_, holds, union, ranges) = vehicle_read().await;
+    assert_eq!(
+        (holds, union, ranges),
+        (3, true, 3),
+        "reserved is the union of the holds"
+    );
 }
 
 /// Waits (up to 5 s) until `read.bookings` shows booking `id` in `status`.

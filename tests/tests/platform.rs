@@ -730,6 +730,19 @@ async fn indexes(pool: &PgPool) -> Vec<String> {
         .unwrap()
 }
 
+/// How each column of `read.vehicles` is stored: storage strategy and compression method
+/// (`reserved` is compressed with lz4 where the server has it).
+async fn column_storage(pool: &PgPool) -> Vec<(String, String, String)> {
+    sqlx::query_as(
+        "SELECT attname::text, attstorage::text, attcompression::text FROM pg_attribute \
+         WHERE attrelid = 'read.vehicles'::regclass AND attnum > 0 AND NOT attisdropped \
+         ORDER BY attnum",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn a_rebuild_leaves_the_read_table_identical_and_reads_keep_working() {
     let app = TestApp::spawn().await;
@@ -738,6 +751,13 @@ async fn a_rebuild_leaves_the_read_table_identical_and_reads_keep_working() {
     assert!(app_caught_up(&pool, head_cursor(&pool).await).await);
     let before = snapshot(&pool).await;
     let indexes_before = indexes(&pool).await;
+    let storage_before = column_storage(&pool).await;
+    assert!(
+        storage_before
+            .iter()
+            .any(|(name, _, method)| name == "reserved" && method == "l"),
+        "reserved is not lz4-compressed: {storage_before:?}"
+    );
 
     let report = rebuild::rebuild(
         &pool,
@@ -750,6 +770,7 @@ async fn a_rebuild_leaves_the_read_table_identical_and_reads_keep_working() {
     assert!(report.events >= 25);
     assert_same_rows(&snapshot(&pool).await, &before);
     assert_eq!(indexes(&pool).await, indexes_before);
+    assert_eq!(column_storage(&pool).await, storage_before);
     let shadow: Option<String> =
         sqlx::query_scalar("SELECT to_regclass('read.vehicles__rebuild')::text")
             .fetch_one(&pool)

@@ -432,7 +432,13 @@ async fn touch(
     .await
 }
 
-/// Applies the net hold changes of the written rows: the last change per (vehicle, booking).
+/// Applies the net hold changes of the written rows (the last change per vehicle and booking)
+/// to the holds table, and to the rows' `reserved` by difference: the windows the changed
+/// holds had come out, the windows they hold now go in. A car's holds never overlap (the
+/// Vehicle aggregate refuses a window within the buffer of another, and a booking holding
+/// one already), so this keeps `reserved` equal to the union of the car's holds without
+/// reading them again: a booking costs the same whether the car holds three windows or three
+/// hundred.
 async fn write_holds(
     conn: &mut PgConnection,
     (table, holds_table): (&str, &str),
@@ -448,52 +454,76 @@ async fn write_holds(
     if net.is_empty() {
         return Ok(());
     }
-    let mut touched: Vec<Uuid> = net.keys().map(|(v, _)| *v).collect();
-    touched.dedup();
-    let (mut held, mut released): (Vec<_>, Vec<_>) = (Vec::new(), Vec::new());
-    for ((vehicle_id, booking_id), window) in net {
-        match window {
-            Some(w) => held.push((vehicle_id, booking_id, w)),
-            None => released.push((vehicle_id, booking_id)),
-        }
-    }
-    if !released.is_empty() {
-        let (vehicles, bookings): (Vec<Uuid>, Vec<Uuid>) = released.into_iter().unzip();
-        sqlx::query(&format!(
-            "DELETE FROM {holds_table} h USING UNNEST($1::uuid[], $2::uuid[]) AS u(v, b) \
-             WHERE h.vehicle_id = u.v AND h.booking_id = u.b"
-        ))
-        .bind(vehicles)
-        .bind(bookings)
-        .execute(&mut *conn)
-        .await?;
-    }
-    if !held.is_empty() {
-        let vehicles: Vec<Uuid> = held.iter().map(|h| h.0).collect();
-        let bookings: Vec<Uuid> = held.iter().map(|h| h.1).collect();
-        let starts: Vec<DateTime<Utc>> = held.iter().map(|h| h.2.start).collect();
-        let ends: Vec<DateTime<Utc>> = held.iter().map(|h| h.2.end).collect();
-        sqlx::query(&format!(
-            "INSERT INTO {holds_table} (vehicle_id, booking_id, start_at, end_at) \
-             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[]) \
-             ON CONFLICT (vehicle_id, booking_id) \
-             DO UPDATE SET start_at = EXCLUDED.start_at, end_at = EXCLUDED.end_at"
-        ))
-        .bind(vehicles)
-        .bind(bookings)
-        .bind(starts)
-        .bind(ends)
-        .execute(&mut *conn)
-        .await?;
-    }
-    // The vehicle rows' `reserved` (what search tests) becomes the union of their holds.
-    sqlx::query(&format!(
-        "UPDATE {table} v SET reserved = coalesce( \
-           (SELECT range_agg(tstzrange(h.start_at, h.end_at)) FROM {holds_table} h \
-            WHERE h.vehicle_id = v.id), '{{}}') \
-         WHERE v.id = ANY($1)"
+    // Every changed hold leaves the table first, telling the window it had (a new one has
+    // none). The vehicle row's lock, taken by the write that put it in `written`, keeps any
+    // other writer of this vehicle's holds waiting until the transaction ends.
+    let (vehicles, bookings): (Vec<Uuid>, Vec<Uuid>) = net.keys().copied().unzip();
+    let gone: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(&format!(
+        "DELETE FROM {holds_table} h USING UNNEST($1::uuid[], $2::uuid[]) AS u(v, b) \
+         WHERE h.vehicle_id = u.v AND h.booking_id = u.b \
+         RETURNING h.vehicle_id, h.start_at, h.end_at"
     ))
-    .bind(&touched)
+    .bind(vehicles)
+    .bind(bookings)
+    .fetch_all(&mut *conn)
+    .await?;
+    let held: Vec<(Uuid, Uuid, TimeWindow)> = net
+        .into_iter()
+        .filter_map(|((vehicle_id, booking_id), window)| {
+            window.map(|w| (vehicle_id, booking_id, w))
+        })
+        .collect();
+    if gone.is_empty() && held.is_empty() {
+        return Ok(()); // released holds the table never had
+    }
+    // The changes to `reserved`, one per window: out (`false`) or in (`true`).
+    let n = gone.len() + held.len();
+    let (mut change_vehicle, mut change_start, mut change_end, mut change_in) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (vehicle_id, start, end) in gone {
+        change_vehicle.push(vehicle_id);
+        change_start.push(start);
+        change_end.push(end);
+        change_in.push(false);
+    }
+    for (vehicle_id, _, w) in &held {
+        change_vehicle.push(*vehicle_id);
+        change_start.push(w.start);
+        change_end.push(w.end);
+        change_in.push(true);
+    }
+    let held_vehicle: Vec<Uuid> = held.iter().map(|h| h.0).collect();
+    let held_booking: Vec<Uuid> = held.iter().map(|h| h.1).collect();
+    let held_start: Vec<DateTime<Utc>> = held.iter().map(|h| h.2.start).collect();
+    let held_end: Vec<DateTime<Utc>> = held.iter().map(|h| h.2.end).collect();
+    sqlx::query(&format!(
+        "WITH held AS ( \
+           INSERT INTO {holds_table} (vehicle_id, booking_id, start_at, end_at) \
+           SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[]) \
+           ON CONFLICT (vehicle_id, booking_id) \
+           DO UPDATE SET start_at = EXCLUDED.start_at, end_at = EXCLUDED.end_at), \
+         change AS ( \
+           SELECT c.v AS id, \
+             coalesce(range_agg(tstzrange(c.s, c.e)) FILTER (WHERE NOT c.held), '{{}}') AS gone, \
+             coalesce(range_agg(tstzrange(c.s, c.e)) FILTER (WHERE c.held), '{{}}') AS held \
+           FROM UNNEST($5::uuid[], $6::timestamptz[], $7::timestamptz[], $8::bool[]) \
+             AS c(v, s, e, held) \
+           GROUP BY c.v) \
+         UPDATE {table} v SET reserved = (v.reserved - change.gone) + change.held \
+         FROM change WHERE v.id = change.id"
+    ))
+    .bind(held_vehicle)
+    .bind(held_booking)
+    .bind(held_start)
+    .bind(held_end)
+    .bind(change_vehicle)
+    .bind(change_start)
+    .bind(change_end)
+    .bind(change_in)
     .execute(&mut *conn)
     .await?;
     Ok(())
