@@ -335,6 +335,7 @@ async fn main() -> Result<()> {
 
     // ---- Baseline: the same machine's single-row durable inserts.
     eprintln!("pgbench: {} clients, {} s", args.clients, args.seconds);
+    checkpoint(&pool).await;
     let tps = pgbench(&db_url, args.clients, args.seconds)?;
 
     let base = format!("http://127.0.0.1:{}", args.port);
@@ -391,6 +392,7 @@ async fn main() -> Result<()> {
 
     // ---- Warm-up, then the closed-loop throughput run.
     let _ = book(&load, 3, 0.0).await?;
+    checkpoint(&pool).await;
     eprintln!(
         "bookings: {} clients, {} s, as fast as they go",
         args.clients, args.seconds
@@ -412,6 +414,7 @@ async fn main() -> Result<()> {
     let server = serve(false)?;
     wait_ready(&http, &base).await?;
     let _ = book(&load, 2, 0.0).await?;
+    checkpoint(&pool).await;
     eprintln!(
         "bookings, API without its workers: {} clients, {} s, as fast as they go",
         args.clients, args.seconds
@@ -426,6 +429,7 @@ async fn main() -> Result<()> {
     drop(server);
     let (behind, behind_deliveries) = backlog(&pool).await?;
     eprintln!("read side: catching up on {behind} bookings");
+    checkpoint(&pool).await;
     let workers = serve(true)?;
     let read_side = caught_up(&pool, Duration::from_secs(300)).await?;
     drop(workers);
@@ -435,6 +439,7 @@ async fn main() -> Result<()> {
         "bookings in process: {} tasks, {} s, as fast as they go",
         args.clients, args.seconds
     );
+    checkpoint(&pool).await;
     let alone = Measured::of(book_in_process(&pool, &load, args.seconds).await?);
     let requested: i64 =
         sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'BookingRequested'")
@@ -526,6 +531,15 @@ fn serve(args: &Args, db_url: &str, run: u32, workers: bool) -> Result<Server> {
             )
             .stdout(log),
     )
+}
+
+/// Writes every dirty page out before a timed phase, so that each phase pays for the
+/// checkpoints of its own writes and not for those of the phase before (needs a superuser or
+/// `pg_checkpoint`; skipped otherwise).
+async fn checkpoint(pool: &PgPool) {
+    if let Err(e) = sqlx::query("CHECKPOINT").execute(pool).await {
+        eprintln!("CHECKPOINT skipped: {e}");
+    }
 }
 
 /// The read models a booking request gives work to, each with the aggregate type whose last
