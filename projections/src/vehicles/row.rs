@@ -501,7 +501,7 @@ async fn write_holds(
     let held_start: Vec<DateTime<Utc>> = held.iter().map(|h| h.2.start).collect();
     let held_end: Vec<DateTime<Utc>> = held.iter().map(|h| h.2.end).collect();
     sqlx::query(&format!(
-        "WITH held AS ( \
+        "WITH inserted AS ( \
            INSERT INTO {holds_table} (vehicle_id, booking_id, start_at, end_at) \
            SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[]) \
            ON CONFLICT (vehicle_id, booking_id) \
