@@ -9,7 +9,9 @@
 
 use anyhow::{bail, Context, Result};
 use carshare_api::auth::TokenKeys;
-use carshare_bench::{location, machine, millis, plate, serve_command, wait_ready, Server, SECRET};
+use carshare_bench::{
+    checkpoint, location, machine, millis, plate, serve_command, wait_ready, Server, SECRET,
+};
 use carshare_commands::bookings::{BookingService, RequestBooking};
 use carshare_commands::SystemClock;
 use carshare_domain::booking::BookingPolicy;
@@ -531,15 +533,6 @@ fn serve(args: &Args, db_url: &str, run: u32, workers: bool) -> Result<Server> {
             )
             .stdout(log),
     )
-}
-
-/// Writes every dirty page out before a timed phase, so that each phase pays for the
-/// checkpoints of its own writes and not for those of the phase before (needs a superuser or
-/// `pg_checkpoint`; skipped otherwise).
-async fn checkpoint(pool: &PgPool) {
-    if let Err(e) = sqlx::query("CHECKPOINT").execute(pool).await {
-        eprintln!("CHECKPOINT skipped: {e}");
-    }
 }
 
 /// The read models a booking request gives work to, each with the aggregate type whose last

@@ -94,6 +94,15 @@ pub fn plate(i: usize, run: u32) -> String {
     )
 }
 
+/// Writes every dirty page out now (`CHECKPOINT`), so that the timing that follows pays for the
+/// checkpoints of its own writes and not for those of the work before it (needs a superuser or
+/// `pg_checkpoint`; skipped otherwise).
+pub async fn checkpoint(pool: &sqlx::PgPool) {
+    if let Err(e) = sqlx::query("CHECKPOINT").execute(pool).await {
+        eprintln!("CHECKPOINT skipped: {e}");
+    }
+}
+
 /// The JWT secret the benchmarks give the API process they start.
 pub const SECRET: &str = "benchmark-secret-benchmark-secret-0123";
 

@@ -11,7 +11,8 @@
 use anyhow::{bail, Context, Result};
 use carshare_api::auth::TokenKeys;
 use carshare_bench::{
-    location, machine, millis, plate, rss_kib, serve_command, wait_ready, Server, SECRET,
+    checkpoint, location, machine, millis, plate, rss_kib, serve_command, wait_ready, Server,
+    SECRET,
 };
 use carshare_domain::Role;
 use carshare_event_store::{StreamCursor, MIGRATOR};
@@ -335,11 +336,8 @@ async fn main() -> Result<()> {
     // Do now what autovacuum would do after a bulk load (every table), so it does not compete
     // with the timings on two cores.
     sqlx::query("VACUUM (ANALYZE)").execute(&pool).await?;
-    // Write the vacuum's dirty pages out now rather than during the timings (needs a superuser;
-    // skipped otherwise).
-    if let Err(e) = sqlx::query("CHECKPOINT").execute(&pool).await {
-        eprintln!("CHECKPOINT skipped: {e}");
-    }
+    // Write the vacuum's dirty pages out now rather than during the timings.
+    checkpoint(&pool).await;
 
     // ---- Phase 2: search latency over HTTP, and the same query in-process.
     eprintln!("timing {} searches…", args.searches);

@@ -309,55 +309,8 @@ impl Inner {
         };
         tokio::spawn(slot.write_groups());
     }
-}
 
-/// A writer's place among the `writing`: given back when nobody is waiting, or, should the
-/// writer die (a panic), by its drop, which starts another writer for those still waiting.
-struct WriterSlot {
-    inner: Arc<Inner>,
-    released: bool,
-}
-
-impl WriterSlot {
-    /// Writes groups until nobody is waiting.
-    async fn write_groups(mut self) {
-        loop {
-            let group = {
-                let mut queue = self.inner.lock();
-                let group = take_group(&mut queue.waiting);
-                if group.is_empty() {
-                    queue.writing -= 1;
-                    self.released = true;
-                    return;
-                }
-                group
-            };
-            self.inner.write_group(group).await;
-        }
-    }
-}
-
-impl Drop for WriterSlot {
-    fn drop(&mut self) {
-        if self.released {
-            return;
-        }
-        let restart = {
-            let mut queue = self.inner.lock();
-            queue.writing -= 1;
-            let restart = !queue.waiting.is_empty() && queue.writing < self.inner.writers;
-            if restart {
-                queue.writing += 1;
-            }
-            restart
-        };
-        if restart {
-            Inner::start_writer(&self.inner);
-        }
-    }
-}
-
-impl Inner {
+    /// Writes a group and answers each of its appends.
     async fn write_group(&self, mut group: Vec<Pending>) {
         for _ in 0..STALE_ROUNDS {
             if group.len() <= 1 {
@@ -408,6 +361,52 @@ impl Inner {
         // One append, or a group that keeps meeting other writers: each on its own.
         for p in group {
             p.write_alone(&self.pool).await;
+        }
+    }
+}
+
+/// A writer's place among the `writing`: given back when nobody is waiting, or, should the
+/// writer die (a panic), by its drop, which starts another writer for those still waiting.
+struct WriterSlot {
+    inner: Arc<Inner>,
+    released: bool,
+}
+
+impl WriterSlot {
+    /// Writes groups until nobody is waiting.
+    async fn write_groups(mut self) {
+        loop {
+            let group = {
+                let mut queue = self.inner.lock();
+                let group = take_group(&mut queue.waiting);
+                if group.is_empty() {
+                    queue.writing -= 1;
+                    self.released = true;
+                    return;
+                }
+                group
+            };
+            self.inner.write_group(group).await;
+        }
+    }
+}
+
+impl Drop for WriterSlot {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let restart = {
+            let mut queue = self.inner.lock();
+            queue.writing -= 1;
+            let restart = !queue.waiting.is_empty() && queue.writing < self.inner.writers;
+            if restart {
+                queue.writing += 1;
+            }
+            restart
+        };
+        if restart {
+            Inner::start_writer(&self.inner);
         }
     }
 }
