@@ -4,9 +4,10 @@
 //! inserted but become visible when its transaction commits, so a reader that has passed
 //! position 12 can later find 11 committed by a slower transaction. The reader therefore
 //! follows the pair (writing transaction id, position) and only reads events whose transaction
-//! is older than every transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`).
-//! Everything below that horizon is committed or rolled back for good, so the order below it
-//! never changes.
+//! is older than every transaction still running that could write to this database
+//! (`stream_horizon()`, migration 16: the statement's snapshot, leaving out transactions of
+//! backends connected to other databases of the cluster). Everything below that horizon is
+//! committed or rolled back for good, so the order below it never changes.
 
 use crate::metadata::EventMetadata;
 use crate::upcasters;
@@ -387,7 +388,7 @@ impl StreamReader {
         let sql = format!(
             "SELECT {} FROM events \
              WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
-               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+               AND transaction_id < (SELECT stream_horizon()) \
              ORDER BY events.transaction_id, events.global_position \
              LIMIT $3",
             self.columns
@@ -444,7 +445,7 @@ impl StreamReader {
         let sql = format!(
             "SELECT {} FROM events \
              WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
-               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+               AND transaction_id < (SELECT stream_horizon()) \
              ORDER BY events.transaction_id, events.global_position",
             self.columns
         );
@@ -535,8 +536,8 @@ impl StreamReader {
         }))
     }
 
-    /// The state of the log: the newest event and its time, and how long the oldest running
-    /// writing transaction has held the read horizon back.
+    /// The state of the log: the newest event and its time, and how long the oldest writing
+    /// transaction running in this database has held the read horizon back.
     pub async fn head(&self) -> Result<StreamHead, sqlx::Error> {
         let (last_position, last_recorded_at): (Option<i64>, Option<DateTime<Utc>>) =
             sqlx::query_as(
@@ -548,7 +549,8 @@ impl StreamReader {
             .unwrap_or((None, None));
         let horizon_age: Option<f64> = sqlx::query_scalar(
             "SELECT extract(epoch FROM now() - min(xact_start))::float8 \
-             FROM pg_stat_activity WHERE backend_xid IS NOT NULL",
+             FROM pg_stat_activity \
+             WHERE backend_xid IS NOT NULL AND datname = current_database()",
         )
         .fetch_one(&self.pool)
         .await?;
@@ -579,7 +581,7 @@ pub struct StreamHead {
     pub last_position: i64,
     /// When the newest event was recorded.
     pub last_recorded_at: Option<DateTime<Utc>>,
-    /// Age of the oldest running writing transaction in the cluster, in seconds.
+    /// Age of the oldest writing transaction running in this database, in seconds.
     pub horizon_age_seconds: f64,
 }
 

@@ -3,7 +3,9 @@
 
 use carshare_domain::vehicle::{AvailabilityRule, AvailabilityRules, Schedule};
 use carshare_domain::{MinuteOfDay, Role, TimeWindow};
-use carshare_event_store::{connect_lazy, PoolSettings, StreamCursor, StreamReader, ALIVE_BYPASS};
+use carshare_event_store::{
+    connect_lazy, PoolSettings, StoredEvent, StreamCursor, StreamReader, ALIVE_BYPASS,
+};
 use carshare_projections::rebuild::{self, RebuildSettings};
 use carshare_projections::runner::Step;
 use carshare_projections::vehicles::VehicleProjection;
@@ -87,7 +89,8 @@ async fn an_event_committed_late_by_a_held_transaction_is_not_skipped() {
     );
 
     a.commit().await.unwrap();
-    // Other tests' transactions in the same cluster may hold the horizon back briefly.
+    // Another test's transaction ending between a read's snapshot and its look at the backends
+    // still counts for that read (see `stream_horizon()`), so a few reads are allowed.
     let mut seen = Vec::new();
     for _ in 0..500 {
         seen = reader.read_after(StreamCursor::START, 100).await.unwrap();
@@ -109,6 +112,114 @@ async fn an_event_committed_late_by_a_held_transaction_is_not_skipped() {
             .await
             .unwrap();
     assert!(after_naive.is_empty());
+}
+
+/// The horizon is this database's: a writing transaction held open in another database of the
+/// same server (another test, a batch job, another application) does not stop the stream, while
+/// one in this database still does.
+#[tokio::test]
+async fn a_transaction_held_open_in_another_database_does_not_hold_the_stream_back() {
+    let db = TestDatabase::create().await;
+    let other = TestDatabase::create().await;
+    let reader = StreamReader::new(db.pool.clone());
+
+    // Another database: a transaction writes (so it has a transaction id) and stays open.
+    let mut elsewhere = other.pool.begin().await.unwrap();
+    insert_raw(&mut elsewhere, "Probe", "elsewhere", 1, "Probed", json!({})).await;
+    let elsewhere_xid: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text")
+        .fetch_one(&mut *elsewhere)
+        .await
+        .unwrap();
+
+    // This database: a later transaction commits an event.
+    let mut here = db.pool.begin().await.unwrap();
+    insert_raw(&mut here, "Probe", "here", 1, "Probed", json!({})).await;
+    here.commit().await.unwrap();
+
+    // The cluster-wide horizon is still held by the other database's transaction ...
+    let cluster_xmin: String =
+        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert!(
+        cluster_xmin.parse::<u64>().unwrap() <= elsewhere_xid.parse::<u64>().unwrap(),
+        "the other database's transaction is running: xmin {cluster_xmin}, it {elsewhere_xid}"
+    );
+    // ... yet this database's stream delivers its event while that transaction stays open. (A
+    // transaction of another test that ends between a read's snapshot and its look at the
+    // backends still counts for that read, so a few reads are allowed.)
+    let seen = read_until(&reader, StreamCursor::START, 1).await;
+    assert_eq!(
+        seen.iter()
+            .map(|e| e.aggregate_id.as_str())
+            .collect::<Vec<_>>(),
+        ["here"],
+        "the stream must not wait for another database's transaction"
+    );
+
+    // A transaction of this database held open still holds it back.
+    let mut held = db.pool.begin().await.unwrap();
+    insert_raw(&mut held, "Probe", "held", 1, "Probed", json!({})).await;
+    let mut after = db.pool.begin().await.unwrap();
+    insert_raw(&mut after, "Probe", "after", 1, "Probed", json!({})).await;
+    after.commit().await.unwrap();
+    let behind = reader.read_after(seen[0].cursor(), 100).await.unwrap();
+    assert!(
+        behind.is_empty(),
+        "read past a running transaction of this database: {behind:?}"
+    );
+    held.commit().await.unwrap();
+    elsewhere.rollback().await.unwrap();
+
+    // The horizon is taken in the reading statement's snapshot: a transaction that commits while
+    // the statement runs is above it (a horizon from a newer snapshot would let the statement
+    // pass rows it cannot see).
+    let statement = {
+        let pool = db.pool.clone();
+        tokio::spawn(async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT (SELECT stream_horizon())::text FROM (SELECT pg_sleep(1)) AS slept",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut during = db.pool.begin().await.unwrap();
+    insert_raw(&mut during, "Probe", "during", 1, "Probed", json!({})).await;
+    let during_xid: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text")
+        .fetch_one(&mut *during)
+        .await
+        .unwrap();
+    during.commit().await.unwrap();
+    let horizon = statement.await.unwrap();
+    assert!(
+        horizon.parse::<u64>().unwrap() <= during_xid.parse::<u64>().unwrap(),
+        "the horizon {horizon} passed a transaction ({during_xid}) that committed after the \
+         statement's snapshot"
+    );
+    let rest = read_until(&reader, seen[0].cursor(), 3).await;
+    assert_eq!(
+        rest.iter()
+            .map(|e| e.aggregate_id.as_str())
+            .collect::<Vec<_>>(),
+        ["held", "after", "during"]
+    );
+}
+
+/// Reads after `after` until at least `count` events come back (up to 50 tries, 20 ms apart).
+async fn read_until(reader: &StreamReader, after: StreamCursor, count: usize) -> Vec<StoredEvent> {
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        seen = reader.read_after(after, 100).await.unwrap();
+        if seen.len() >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    seen
 }
 
 #[tokio::test]
@@ -304,8 +415,8 @@ async fn workers_sharing_reads_are_served_from_one_tail() {
     assert_eq!(ids(&on), ["s2", "s3"], "more was waiting");
 }
 
-/// Steps the runner until it has applied every event in the log (other tests' transactions in
-/// the same cluster can hold the horizon back for a moment, so idling is not the end).
+/// Steps the runner until it has applied every event in the log (another test's transaction
+/// ending during a read can hold that read's horizon back, so idling is not the end).
 async fn run_until_idle(runner: &ProjectionRunner) -> usize {
     let head = head_cursor(runner.pool()).await;
     let mut events = 0;
