@@ -15,8 +15,9 @@ export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 export TEST_KAFKA_BROKERS="${TEST_KAFKA_BROKERS:-127.0.0.1:9092}"
 export TANSU_BIN
 
-# Databases left behind by an interrupted earlier run.
-for db in $(psql "$TEST_DATABASE_URL/postgres" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'carshare\_test\_%'"); do
+# Databases left behind by an interrupted earlier run, and the migrated templates the tests copy
+# (made again on first use, so a run never copies a template of other migrations).
+for db in $(psql "$TEST_DATABASE_URL/postgres" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'carshare\_test\_%' OR datname LIKE 'carshare\_template\_%'"); do
   psql "$TEST_DATABASE_URL/postgres" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null || true
 done
 
