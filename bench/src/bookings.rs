@@ -9,6 +9,7 @@
 
 use anyhow::{bail, Context, Result};
 use carshare_api::auth::TokenKeys;
+use carshare_bench::http1::KeepAlive;
 use carshare_bench::{
     checkpoint, location, machine, millis, plate, serve_command, wait_ready, Server, SECRET,
 };
@@ -60,6 +61,18 @@ struct Args {
     /// Keep the benchmark database afterwards.
     #[arg(long)]
     keep: bool,
+    /// The HTTP client of the booking load: `lean` (one keep-alive connection per client,
+    /// preformatted requests; see `http1.rs`) or `reqwest` (the general client, as before
+    /// 2026-12-07's fifth entry; it costs the shared cores more per request).
+    #[arg(long, value_enum, default_value_t = LoadClient::Lean)]
+    client: LoadClient,
+}
+
+/// The HTTP client that sends the booking load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LoadClient {
+    Lean,
+    Reqwest,
 }
 
 /// `pgbench` with `clients` clients for `seconds`, one `INSERT` of an events-shaped row per
@@ -105,6 +118,9 @@ fn pgbench(db_url: &str, clients: usize, seconds: u64) -> Result<f64> {
 /// fast as they go). Returns (requests completed, elapsed seconds, latencies in ms).
 struct Load {
     http: reqwest::Client,
+    client: LoadClient,
+    /// `host:port` of the API.
+    addr: String,
     base: String,
     cars: Arc<Vec<String>>,
     guests: Arc<Vec<String>>,
@@ -117,6 +133,8 @@ struct Load {
 async fn book(load: &Load, seconds: u64, rate: f64) -> Result<(usize, f64, Vec<f64>)> {
     let Load {
         http,
+        client,
+        addr,
         base,
         cars,
         guests,
@@ -126,6 +144,7 @@ async fn book(load: &Load, seconds: u64, rate: f64) -> Result<(usize, f64, Vec<f
     } = load;
     let day0 = *day0;
     let clients = *clients;
+    let lean = *client == LoadClient::Lean;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let issued = Arc::new(AtomicUsize::new(0));
@@ -137,6 +156,8 @@ async fn book(load: &Load, seconds: u64, rate: f64) -> Result<(usize, f64, Vec<f
             let guests = guests.clone();
             let next = next.clone();
             let issued = issued.clone();
+            // A connection of its own per client and phase (opened at its first request).
+            let mut conn = KeepAlive::new(addr);
             async move {
                 let mut latencies = Vec::new();
                 loop {
@@ -156,27 +177,47 @@ async fn book(load: &Load, seconds: u64, rate: f64) -> Result<(usize, f64, Vec<f
                         }
                     }
                     let (car, start) = slot(next.fetch_add(1, Ordering::Relaxed), &cars, day0);
-                    let body = json!({
-                        "vehicle_id": car,
-                        "start_datetime": start.to_rfc3339(),
-                        "end_datetime": (start + chrono::Duration::hours(4)).to_rfc3339(),
-                        "guest_message": "벤치마크",
-                    });
+                    let token = &guests[c % guests.len()];
                     let t = Instant::now();
-                    let res = http
-                        .post(format!("{base}/v1/bookings"))
-                        .bearer_auth(&guests[c % guests.len()])
-                        .json(&body)
-                        .send()
-                        .await?;
-                    let status = res.status();
-                    if status != 201 {
-                        bail!(
-                            "booking answered {status}: {}",
-                            res.text().await.unwrap_or_default()
+                    if lean {
+                        // The body `serde_json` would write for the same fields (no value
+                        // here needs escaping).
+                        let body = format!(
+                            "{{\"vehicle_id\":\"{car}\",\"start_datetime\":\"{}\",\
+                             \"end_datetime\":\"{}\",\"guest_message\":\"벤치마크\"}}",
+                            start.to_rfc3339(),
+                            (start + chrono::Duration::hours(4)).to_rfc3339()
                         );
+                        let answer = conn.post_json("/v1/bookings", token, &body).await?;
+                        if answer.status != 201 {
+                            bail!(
+                                "booking answered {}: {}",
+                                answer.status,
+                                String::from_utf8_lossy(&answer.body)
+                            );
+                        }
+                    } else {
+                        let body = json!({
+                            "vehicle_id": car,
+                            "start_datetime": start.to_rfc3339(),
+                            "end_datetime": (start + chrono::Duration::hours(4)).to_rfc3339(),
+                            "guest_message": "벤치마크",
+                        });
+                        let res = http
+                            .post(format!("{base}/v1/bookings"))
+                            .bearer_auth(token)
+                            .json(&body)
+                            .send()
+                            .await?;
+                        let status = res.status();
+                        if status != 201 {
+                            bail!(
+                                "booking answered {status}: {}",
+                                res.text().await.unwrap_or_default()
+                            );
+                        }
+                        let _ = res.bytes().await?;
                     }
-                    let _ = res.bytes().await?;
                     latencies.push(t.elapsed().as_secs_f64() * 1000.0);
                 }
                 Ok(latencies)
@@ -384,6 +425,8 @@ async fn main() -> Result<()> {
         .await;
     let load = Load {
         http: http.clone(),
+        client: args.client,
+        addr: format!("127.0.0.1:{}", args.port),
         base: base.clone(),
         cars: Arc::new(cars.into_iter().collect::<Result<_>>()?),
         guests: Arc::new(guests),
@@ -458,8 +501,14 @@ async fn main() -> Result<()> {
         machine()
     );
     println!(
-        "Command: `target/release/booking-bench --clients {} --seconds {} --vehicles {}`",
-        args.clients, args.seconds, args.vehicles
+        "Command: `target/release/booking-bench --clients {} --seconds {} --vehicles {} --client {}`",
+        args.clients,
+        args.seconds,
+        args.vehicles,
+        match args.client {
+            LoadClient::Lean => "lean",
+            LoadClient::Reqwest => "reqwest",
+        }
     );
     println!("| measure | result | target |");
     println!("|---|---|---|");

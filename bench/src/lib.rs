@@ -1,5 +1,7 @@
 //! Helpers shared by the benchmark programs.
 
+pub mod http1;
+
 use rand::rngs::StdRng;
 use rand::Rng;
 
