@@ -186,7 +186,20 @@ async fn a_transaction_held_open_in_another_database_does_not_hold_the_stream_ba
             .unwrap()
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the statement is running (its snapshot taken), another transaction writes and commits.
+    let running = carshare_tests::eventually(Duration::from_secs(10), || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
+             AND state = 'active' AND query LIKE '%stream_horizon())::text FROM (SELECT pg_sleep%' \
+             AND pid <> pg_backend_pid())",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+    })
+    .await;
+    assert!(running, "the reading statement never started");
+    tokio::time::sleep(Duration::from_millis(150)).await;
     let mut during = db.pool.begin().await.unwrap();
     insert_raw(&mut during, "Probe", "during", 1, "Probed", json!({})).await;
     let during_xid: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text")
