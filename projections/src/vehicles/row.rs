@@ -476,30 +476,14 @@ async fn write_holds(
     if gone.is_empty() && held.is_empty() {
         return Ok(()); // released holds the table never had
     }
-    // The changes to `reserved`, one per window: out (`false`) or in (`true`).
-    let n = gone.len() + held.len();
-    let (mut change_vehicle, mut change_start, mut change_end, mut change_in) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for (vehicle_id, start, end) in gone {
-        change_vehicle.push(vehicle_id);
-        change_start.push(start);
-        change_end.push(end);
-        change_in.push(false);
-    }
-    for (vehicle_id, _, w) in &held {
-        change_vehicle.push(*vehicle_id);
-        change_start.push(w.start);
-        change_end.push(w.end);
-        change_in.push(true);
-    }
+    let gone_vehicle: Vec<Uuid> = gone.iter().map(|g| g.0).collect();
+    let gone_start: Vec<DateTime<Utc>> = gone.iter().map(|g| g.1).collect();
+    let gone_end: Vec<DateTime<Utc>> = gone.iter().map(|g| g.2).collect();
     let held_vehicle: Vec<Uuid> = held.iter().map(|h| h.0).collect();
     let held_booking: Vec<Uuid> = held.iter().map(|h| h.1).collect();
     let held_start: Vec<DateTime<Utc>> = held.iter().map(|h| h.2.start).collect();
     let held_end: Vec<DateTime<Utc>> = held.iter().map(|h| h.2.end).collect();
+    // `reserved` loses the windows gone and gains the windows held, per vehicle.
     sqlx::query(&format!(
         "WITH inserted AS ( \
            INSERT INTO {holds_table} (vehicle_id, booking_id, start_at, end_at) \
@@ -510,8 +494,12 @@ async fn write_holds(
            SELECT c.v AS id, \
              coalesce(range_agg(tstzrange(c.s, c.e)) FILTER (WHERE NOT c.held), '{{}}') AS gone, \
              coalesce(range_agg(tstzrange(c.s, c.e)) FILTER (WHERE c.held), '{{}}') AS held \
-           FROM UNNEST($5::uuid[], $6::timestamptz[], $7::timestamptz[], $8::bool[]) \
-             AS c(v, s, e, held) \
+           FROM ( \
+             SELECT v, s, e, false FROM UNNEST($5::uuid[], $6::timestamptz[], $7::timestamptz[]) \
+               AS g(v, s, e) \
+             UNION ALL \
+             SELECT v, s, e, true FROM UNNEST($1::uuid[], $3::timestamptz[], $4::timestamptz[]) \
+               AS h(v, s, e)) AS c(v, s, e, held) \
            GROUP BY c.v) \
          UPDATE {table} v SET reserved = (v.reserved - change.gone) + change.held \
          FROM change WHERE v.id = change.id"
@@ -520,10 +508,9 @@ async fn write_holds(
     .bind(held_booking)
     .bind(held_start)
     .bind(held_end)
-    .bind(change_vehicle)
-    .bind(change_start)
-    .bind(change_end)
-    .bind(change_in)
+    .bind(gone_vehicle)
+    .bind(gone_start)
+    .bind(gone_end)
     .execute(&mut *conn)
     .await?;
     Ok(())
