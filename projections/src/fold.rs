@@ -168,15 +168,36 @@ pub(crate) struct JsonTable<'a> {
     pub noun: &'a str,
 }
 
+/// The distinct aggregate ids (as UUIDs) of `events` whose stored row the fold needs: those
+/// whose first event here comes after the aggregate's first. An aggregate whose events start
+/// at sequence 1 is folded from its beginning, so its row is rebuilt whole whether or not one
+/// is stored (a stored row further on is kept by the write's `last_sequence` guard). Under a
+/// stream of new aggregates (a booking is requested, its row appears) this saves a lookup
+/// that finds nothing.
+pub(crate) fn ids_to_load(events: &[&StoredEvent]) -> Vec<Uuid> {
+    let mut first: HashMap<Uuid, i64> = HashMap::new();
+    for e in events {
+        if let Ok(id) = Uuid::parse_str(&e.aggregate_id) {
+            first.entry(id).or_insert(e.sequence);
+        }
+    }
+    first
+        .into_iter()
+        .filter(|&(_, sequence)| sequence > 1)
+        .map(|(id, _)| id)
+        .collect()
+}
+
 /// Applies the already filtered `events` to the rows of `spec.table`: loads the rows of their
-/// aggregates, folds the events in ([`fold`]), writes the changed rows in one statement.
+/// aggregates (those not folded from their first event, [`ids_to_load`]), folds the events in
+/// ([`fold`]), writes the changed rows in one statement.
 pub(crate) async fn apply_json_rows<R: JsonRow>(
     conn: &mut sqlx::PgConnection,
     reader: &StreamReader,
     events: &[&StoredEvent],
     spec: JsonTable<'_>,
 ) -> Result<Vec<crate::projection::Poisoned>, sqlx::Error> {
-    let ids = aggregate_ids(events);
+    let ids = ids_to_load(events);
     let mut rows: HashMap<Uuid, R> = if ids.is_empty() {
         HashMap::new()
     } else {
@@ -206,4 +227,44 @@ pub(crate) async fn apply_json_rows<R: JsonRow>(
         .await?;
     }
     Ok(poisoned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::RawValue;
+
+    fn event(id: Uuid, sequence: i64) -> StoredEvent {
+        StoredEvent {
+            position: sequence,
+            transaction_id: 1,
+            aggregate_type: "Booking".into(),
+            aggregate_id: id.to_string(),
+            sequence,
+            event_type: "BookingRequested".into(),
+            event_version: "1.0".into(),
+            payload: RawValue::NULL.to_owned(),
+            metadata: RawValue::NULL.to_owned(),
+            recorded_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn only_aggregates_not_folded_from_their_first_event_are_loaded() {
+        let (new, later, both) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let events = [
+            event(new, 1),
+            event(later, 3),
+            event(new, 2),
+            event(both, 1),
+            event(later, 4),
+            event(both, 2),
+        ];
+        let refs: Vec<&StoredEvent> = events.iter().collect();
+        assert_eq!(ids_to_load(&refs), vec![later]);
+        // Redelivered from an earlier place: the first event here decides.
+        let redelivered = [event(new, 2), event(new, 1)];
+        let refs: Vec<&StoredEvent> = redelivered.iter().collect();
+        assert_eq!(ids_to_load(&refs), vec![new]);
+    }
 }
