@@ -262,9 +262,18 @@ impl Measured {
     /// The result cell of a closed-loop phase, against the pgbench rate (in bold when it is
     /// the figure the target is about).
     fn throughput(&self, tps: f64, bold: bool) -> String {
+        self.throughput_beside(tps, None, bold)
+    }
+
+    /// As [`Measured::throughput`], also against `near`: a baseline taken just before the
+    /// phase (the machine's speed drifts between phases of one run).
+    fn throughput_beside(&self, tps: f64, near: Option<f64>, bold: bool) -> String {
         let b = if bold { "**" } else { "" };
+        let near = near.map_or(String::new(), |near| {
+            format!(" ({:.2} × the pgbench just before it)", self.rate() / near)
+        });
         format!(
-            "{b}{:.0} bookings/s{b} ({} in {:.1} s) = {b}{:.2} × pgbench{b}; p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            "{b}{:.0} bookings/s{b} ({} in {:.1} s) = {b}{:.2} × pgbench{b}{near}; p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             self.rate(),
             self.n,
             self.secs,
@@ -453,6 +462,16 @@ async fn main() -> Result<()> {
     let open = Measured::of(book(&load, args.seconds, half).await?);
     drop(server);
 
+    // ---- The baseline again, next to the phase below: the machine's speed drifts (pgbench
+    // moved by up to a factor of two between runs of one build), so that phase is also set
+    // against the baseline taken just before it.
+    eprintln!(
+        "pgbench again: {} clients, {} s",
+        args.clients, args.seconds
+    );
+    checkpoint(&pool).await;
+    let tps_near = pgbench(&db_url, args.clients, args.seconds)?;
+
     // ---- The deployment the operations guide describes: an instance taking traffic without
     // the workers, which run elsewhere. Here they run afterwards, on the same two cores, and
     // the time they take to catch up is the read side's own rate.
@@ -530,9 +549,12 @@ async fn main() -> Result<()> {
         "| left behind when the closed loop ended | {unprojected} bookings not yet in `read.bookings`, {undelivered} notification deliveries queued; {caught_up} | — |"
     );
     println!(
+        "| pgbench again, just before the next phase (API process stopped) | {tps_near:.0} tx/s | — |"
+    );
+    println!(
         "| `POST /v1/bookings` to an API instance without its workers (`RUN_PROJECTIONS=false RUN_NOTIFICATIONS=false`), {} clients, closed loop | {} | ≥ 0.4 × pgbench |",
         args.clients,
-        split_closed.throughput(tps, true)
+        split_closed.throughput_beside(tps, Some(tps_near), true)
     );
     println!("{}", split_open.at_half_rate(split_half));
     let read_side = match read_side {
