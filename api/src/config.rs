@@ -441,6 +441,11 @@ pub struct StreamSettings {
     /// Kafka consumer tuning (`KAFKA_SESSION_TIMEOUT_MS`, default 10000;
     /// `KAFKA_FETCH_WAIT_MS`, default 20).
     pub consumer: ConsumerSettings,
+    /// The projections this process runs when it runs projection workers (`PROJECTIONS`:
+    /// names separated by commas, e.g. `vehicles,bookings`; default: every projection). Worker
+    /// processes given disjoint lists share the read side between them; a projection run by
+    /// several takes turns on its checkpoint.
+    pub projections: Vec<&'static str>,
 }
 
 impl StreamSettings {
@@ -517,6 +522,7 @@ impl StreamSettings {
             ));
         }
         Ok(StreamSettings {
+            projections: projection_names(src.get("PROJECTIONS").as_deref())?,
             kafka,
             source,
             run_relay: flag(src, "RUN_RELAY", true)?,
@@ -536,6 +542,41 @@ impl StreamSettings {
     pub fn from_env() -> Result<StreamSettings, ConfigError> {
         StreamSettings::from_source(&Environment)
     }
+
+    /// Whether this process runs `projection`'s worker.
+    pub fn runs(&self, projection: &str) -> bool {
+        self.projections.contains(&projection)
+    }
+}
+
+/// The projections named in `PROJECTIONS` (every one when unset), each known and named once.
+fn projection_names(value: Option<&str>) -> Result<Vec<&'static str>, ConfigError> {
+    let known: Vec<&'static str> = carshare_projections::all()
+        .iter()
+        .map(|p| p.name())
+        .collect();
+    let Some(value) = value else {
+        return Ok(known);
+    };
+    let mut chosen: Vec<&'static str> = Vec::new();
+    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let Some(&found) = known.iter().find(|&&k| k == name) else {
+            return Err(ConfigError::Invalid {
+                var: "PROJECTIONS",
+                reason: format!("`{name}` is not a projection ({})", known.join(", ")),
+            });
+        };
+        if !chosen.contains(&found) {
+            chosen.push(found);
+        }
+    }
+    if chosen.is_empty() {
+        return Err(ConfigError::Invalid {
+            var: "PROJECTIONS",
+            reason: "names no projection (RUN_PROJECTIONS=false runs none)".to_string(),
+        });
+    }
+    Ok(chosen)
 }
 
 impl Settings {
@@ -833,6 +874,8 @@ mod tests {
             ("STORAGE_BACKEND", "ftp"),
             ("PROJECTION_LINGER_MS", "101"),
             ("PROJECTION_LINGER_MS", "soon"),
+            ("PROJECTIONS", "vehicles,timeline"),
+            ("PROJECTIONS", " , "),
         ] {
             let mut env = base();
             env.insert(var.into(), value.into());
@@ -907,6 +950,17 @@ mod tests {
         env.insert("PROJECTION_SOURCE".into(), "postgres".into());
         let s = Settings::from_source(&env).unwrap();
         assert_eq!(s.stream.source, ProjectionSource::Postgres);
+        assert_eq!(
+            s.stream.projections.len(),
+            carshare_projections::all().len()
+        );
+        assert!(s.stream.runs("notifications"));
+
+        let mut some = env.clone();
+        some.insert("PROJECTIONS".into(), " bookings, vehicles,bookings ".into());
+        let s = Settings::from_source(&some).unwrap();
+        assert_eq!(s.stream.projections, ["bookings", "vehicles"]);
+        assert!(s.stream.runs("vehicles") && !s.stream.runs("notifications"));
 
         for (var, value) in [
             ("KAFKA_TOPIC_PREFIX", "has space"),

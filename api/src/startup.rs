@@ -194,12 +194,13 @@ pub struct Workers<'a> {
 }
 
 impl Workers<'_> {
-    /// Starts one worker per projection, reading the Postgres stream or consuming Kafka as
-    /// configured.
+    /// Starts one worker per projection this process runs (`PROJECTIONS`), reading the
+    /// Postgres stream or consuming Kafka as configured.
     pub fn spawn_projections(&self) -> Vec<JoinHandle<()>> {
         let reads = Arc::new(SharedReads::default());
         carshare_projections::all()
             .into_iter()
+            .filter(|projection| self.stream.runs(projection.name()))
             .map(
                 |projection| match (&self.stream.source, &self.stream.kafka) {
                     (ProjectionSource::Kafka, Some(kafka)) => {
@@ -484,6 +485,7 @@ impl Application {
         tracing::info!(
             port,
             projections = settings.run_projections,
+            running = ?settings.stream.projections,
             source = ?settings.stream.source,
             relay = settings.stream.run_relay && settings.stream.kafka.is_some(),
             "carshare API listening"

@@ -740,6 +740,60 @@ async fn a_gap_in_an_aggregate_is_repaired_from_the_log() {
     assert_eq!(snapshot(&db.pool).await, repaired);
 }
 
+/// A process runs only the projections `PROJECTIONS` names: the others are left to processes of
+/// their own, and their checkpoints do not move here.
+#[tokio::test]
+async fn a_process_runs_only_the_projections_it_is_given() {
+    let app = TestApp::spawn_with(AppOptions {
+        env: vec![("PROJECTIONS", "vehicles, reviews".to_string())],
+        ..AppOptions::default()
+    })
+    .await;
+    let (_, host) = app.user(Role::Host);
+    let vehicle = app
+        .register_vehicle(&host, &vehicle_body(37.56, 126.97))
+        .await;
+    let id = vehicle["id"].as_str().unwrap();
+    let (status, _) = json(app.get(&format!("/v1/vehicles/{id}"), None).await).await;
+    assert_eq!(status, 200, "the vehicles projection runs here");
+
+    let checkpoints = |pool: PgPool| async move {
+        sqlx::query_as::<_, (String, i64)>(
+            "SELECT projection, global_position FROM projection_checkpoints ORDER BY 1",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    };
+    let head: i64 = sqlx::query_scalar("SELECT max(global_position) FROM events")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    // `reviews` has nothing to apply in a vehicle's events and records that it passed them
+    // within a second or so; a `bookings` or `notifications` worker running here would too.
+    let pool = app.pool().clone();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let pool = pool.clone();
+            async move {
+                checkpoints(pool)
+                    .await
+                    .iter()
+                    .any(|(p, at)| p == "reviews" && *at >= head)
+            }
+        })
+        .await,
+        "the reviews worker did not pass the vehicle's events"
+    );
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let running: Vec<String> = checkpoints(app.pool().clone())
+        .await
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(running, ["reviews", "vehicles"]);
+}
+
 #[tokio::test]
 async fn a_poison_event_is_dead_lettered_and_the_worker_goes_on() {
     let app = TestApp::spawn().await;

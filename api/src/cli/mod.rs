@@ -240,7 +240,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 ExpirySweeper::new(pool.clone(), service, booking.expiry_interval)
                     .run(shutdown.child_token()),
             ));
-            tracing::info!(source = ?stream.source, "projection workers running");
+            tracing::info!(source = ?stream.source, projections = ?stream.projections, "projection workers running");
             shutdown_signal().await;
             shutdown.cancel();
             for w in workers {
