@@ -674,6 +674,102 @@ async fn redelivered_events_change_nothing() {
     assert_eq!(snapshot(&db.pool).await, before);
 }
 
+/// Two writers apply overlapping batches of one car (Kafka consumers while a partition moves
+/// between them): one applies a reservation, the other, which loaded the row before that
+/// committed, applies the same reservation and its release. The hold the first one wrote is
+/// found and removed, though the second met the reservation first in its own batch.
+#[tokio::test]
+async fn a_hold_written_by_an_overlapping_writer_is_released() {
+    let db = TestDatabase::create().await;
+    let id = write_history(&db.pool, 1).await[0];
+    run_until_idle(&runner(&db.pool, 500)).await;
+    let last: i64 = sqlx::query_scalar("SELECT max(sequence) FROM events WHERE aggregate_id = $1")
+        .bind(id.to_string())
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let (booking, guest) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut conn = db.pool.acquire().await.unwrap();
+    insert_raw(
+        &mut conn,
+        "Vehicle",
+        &id.to_string(),
+        last + 1,
+        "WindowReserved",
+        json!({"WindowReserved": {"booking_id": booking, "guest_id": guest,
+            "start": "2030-01-02T01:00:00Z", "end": "2030-01-02T03:00:00Z",
+            "at": "2029-12-30T00:00:00Z"}}),
+    )
+    .await;
+    insert_raw(
+        &mut conn,
+        "Vehicle",
+        &id.to_string(),
+        last + 2,
+        "ReservationReleased",
+        json!({"ReservationReleased": {"booking_id": booking, "reason": "BookingCancelled",
+            "at": "2029-12-31T00:00:00Z"}}),
+    )
+    .await;
+    drop(conn);
+    let reader = StreamReader::new(db.pool.clone());
+    let tail: Vec<StoredEvent> = reader
+        .read_after(StreamCursor::START, 1_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.sequence > last)
+        .collect();
+    assert_eq!(tail.len(), 2);
+
+    // The first writer applies the reservation and keeps its transaction open.
+    let mut first = db.pool.begin().await.unwrap();
+    VehicleProjection
+        .apply(&mut first, Target::Live, &reader, &tail[..1])
+        .await
+        .unwrap();
+    // The second loads the row (still before the reservation) and waits for the first's lock.
+    let pool = db.pool.clone();
+    let second = tokio::spawn(async move {
+        let reader = StreamReader::new(pool.clone());
+        let mut tx = pool.begin().await.unwrap();
+        VehicleProjection
+            .apply(&mut tx, Target::Live, &reader, &tail)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    });
+    let pool = db.pool.clone();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, bool>(
+                    "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
+                     WHERE datname = current_database() AND wait_event_type = 'Lock')",
+                )
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+            }
+        })
+        .await,
+        "the second writer did not wait for the first"
+    );
+    first.commit().await.unwrap();
+    second.await.unwrap();
+
+    let (holds, reserved): (i64, String) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM read.vehicle_holds WHERE vehicle_id = $1), \
+                reserved::text FROM read.vehicles WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!((holds, reserved.as_str()), (0, "{}"));
+}
+
 #[tokio::test]
 async fn a_gap_in_an_aggregate_is_repaired_from_the_log() {
     let db = TestDatabase::create().await;
