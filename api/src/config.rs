@@ -444,7 +444,7 @@ pub struct StreamSettings {
     /// The projections this process runs when it runs projection workers (`PROJECTIONS`:
     /// names separated by commas, e.g. `vehicles,bookings`; default: every projection). Worker
     /// processes given disjoint lists share the read side between them; a projection run by
-    /// several takes turns on its checkpoint.
+    /// several takes turns on its checkpoint (Postgres stream) or shares its partitions (Kafka).
     pub projections: Vec<&'static str>,
 }
 

@@ -187,7 +187,7 @@ async fn a_transaction_held_open_in_another_database_does_not_hold_the_stream_ba
         })
     };
     // Once the statement is running (its snapshot taken), another transaction writes and commits.
-    let running = carshare_tests::eventually(Duration::from_secs(10), || async {
+    let running = eventually(Duration::from_secs(10), || async {
         sqlx::query_scalar::<_, bool>(
             "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
              AND state = 'active' AND query LIKE '%stream_horizon())::text FROM (SELECT pg_sleep%' \
