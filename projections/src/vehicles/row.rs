@@ -6,7 +6,7 @@ use carshare_event_store::StoredEvent;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::PgConnection;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 
 /// A vehicle as the read side knows it.
@@ -211,11 +211,15 @@ pub(crate) async fn load(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<VehicleRow> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM {table} WHERE id = ANY($1)"))
-            .bind(ids)
-            .fetch_all(&mut *conn)
-            .await?;
+    // Locked, in one order (no deadlock between two writers of overlapping batches): a
+    // second writer of one of these cars waits here until this transaction ends, then loads
+    // the row with everything it wrote, so the row loaded tells which events its holds carry.
+    let rows: Vec<VehicleRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM {table} WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE"
+    ))
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
     Ok(rows.into_iter().map(|r| (r.id, r)).collect())
 }
 
@@ -446,30 +450,40 @@ async fn write_holds(
     written: &HashSet<Uuid>,
 ) -> Result<(), sqlx::Error> {
     let mut net: BTreeMap<(Uuid, Uuid), Option<TimeWindow>> = BTreeMap::new();
+    // Holds that may be in the table already: those whose first change here is a release. A
+    // booking reserves a window only while it holds none on the car (the Vehicle aggregate
+    // refuses a second one), and the row was loaded locked, after any other writer of this
+    // car committed (`load`): the events it folded are applied nowhere yet, so a hold first
+    // reserved by one of them is not in the table.
+    let mut stored: BTreeSet<(Uuid, Uuid)> = BTreeSet::new();
     for r in rows.iter().filter(|r| written.contains(&r.id)) {
         for (booking_id, window) in &r.hold_changes {
-            net.insert((r.id, *booking_id), *window);
+            let key = (r.id, *booking_id);
+            if !net.contains_key(&key) && window.is_none() {
+                stored.insert(key);
+            }
+            net.insert(key, *window);
         }
     }
     if net.is_empty() {
         return Ok(());
     }
-    // Every changed hold leaves the table first, telling the window it had (a new one has
-    // none). The vehicle row's lock, taken by the write that put it in `written`, keeps any
-    // other writer of this vehicle's holds waiting until the transaction ends. Even a hold
-    // first reserved in this batch is looked for: another writer (Kafka consumers while a
-    // partition moves between them) may have applied some of these events already, holds
-    // included, after this batch loaded the row.
-    let (vehicles, bookings): (Vec<Uuid>, Vec<Uuid>) = net.keys().copied().unzip();
-    let gone: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(&format!(
-        "DELETE FROM {holds_table} h USING UNNEST($1::uuid[], $2::uuid[]) AS u(v, b) \
-         WHERE h.vehicle_id = u.v AND h.booking_id = u.b \
-         RETURNING h.vehicle_id, h.start_at, h.end_at"
-    ))
-    .bind(vehicles)
-    .bind(bookings)
-    .fetch_all(&mut *conn)
-    .await?;
+    // Every changed hold that may be stored leaves the table first, telling the window it had.
+    // Under a stream of new bookings there is none, and no statement.
+    let gone: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = if stored.is_empty() {
+        Vec::new()
+    } else {
+        let (vehicles, bookings): (Vec<Uuid>, Vec<Uuid>) = stored.into_iter().unzip();
+        sqlx::query_as(&format!(
+            "DELETE FROM {holds_table} h USING UNNEST($1::uuid[], $2::uuid[]) AS u(v, b) \
+             WHERE h.vehicle_id = u.v AND h.booking_id = u.b \
+             RETURNING h.vehicle_id, h.start_at, h.end_at"
+        ))
+        .bind(vehicles)
+        .bind(bookings)
+        .fetch_all(&mut *conn)
+        .await?
+    };
     let held: Vec<(Uuid, Uuid, TimeWindow)> = net
         .into_iter()
         .filter_map(|((vehicle_id, booking_id), window)| {
