@@ -253,6 +253,11 @@ pub struct Settings {
     /// (`PROJECTION_LINGER_MS`, 0–100, default 3): fewer, larger transactions under a steady
     /// stream, for that much more wait before a write shows.
     pub projection_linger: Duration,
+    /// How long that linger grows while the stream stays busy (`PROJECTION_LINGER_MAX_MS`,
+    /// from `PROJECTION_LINGER_MS` to 100, default 20 or `PROJECTION_LINGER_MS` if longer):
+    /// each partial batch of at least 16 events doubles it, up to this; a quieter batch sets
+    /// it back.
+    pub projection_linger_max: Duration,
     /// How long a read waits for the read models to show the writes it must show (a command, in
     /// Kafka mode, for its own) (`READ_YOUR_WRITES_TIMEOUT_MS`, default 3000).
     pub read_your_writes_timeout: Duration,
@@ -726,6 +731,7 @@ impl Settings {
             }
         };
         let default_workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let projection_linger = millis(src, "PROJECTION_LINGER_MS", 3)?;
         let settings = Settings {
             host: src.get("HOST").unwrap_or_else(|| "0.0.0.0".into()),
             port: parsed(src, "PORT", 3000)?,
@@ -757,7 +763,14 @@ impl Settings {
             stream: StreamSettings::from_source(src)?,
             projection_batch_size: parsed(src, "PROJECTION_BATCH_SIZE", 500)?,
             projection_poll_interval: millis(src, "PROJECTION_POLL_INTERVAL_MS", 50)?,
-            projection_linger: millis(src, "PROJECTION_LINGER_MS", 3)?,
+            projection_linger,
+            projection_linger_max: millis(
+                src,
+                "PROJECTION_LINGER_MAX_MS",
+                u64::try_from(projection_linger.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(20),
+            )?,
             read_your_writes_timeout: millis(src, "READ_YOUR_WRITES_TIMEOUT_MS", 3_000)?,
             max_json_body_bytes: parsed(src, "MAX_JSON_BODY_BYTES", 64 * 1024)?,
             booking: BookingSettings::from_source(src)?,
@@ -785,6 +798,14 @@ impl Settings {
         }
         if self.projection_linger > Duration::from_millis(100) {
             return Err(invalid("PROJECTION_LINGER_MS", "must be between 0 and 100"));
+        }
+        if self.projection_linger_max < self.projection_linger
+            || self.projection_linger_max > Duration::from_millis(100)
+        {
+            return Err(invalid(
+                "PROJECTION_LINGER_MAX_MS",
+                "must be between PROJECTION_LINGER_MS and 100",
+            ));
         }
         if self.rate_limit_ip_per_minute == 0
             || self.rate_limit_user_per_hour == 0
@@ -838,6 +859,11 @@ mod tests {
         assert!(s.kakao.is_none());
         assert_eq!(s.access_token_ttl, Duration::from_secs(900));
         assert_eq!(s.projection_linger, Duration::from_millis(3));
+        assert_eq!(s.projection_linger_max, Duration::from_millis(20));
+        let mut env = base();
+        env.insert("PROJECTION_LINGER_MS".into(), "30".into());
+        let s = Settings::from_source(&env).unwrap();
+        assert_eq!(s.projection_linger_max, Duration::from_millis(30));
     }
 
     #[test]
@@ -874,6 +900,8 @@ mod tests {
             ("STORAGE_BACKEND", "ftp"),
             ("PROJECTION_LINGER_MS", "101"),
             ("PROJECTION_LINGER_MS", "soon"),
+            ("PROJECTION_LINGER_MAX_MS", "101"),
+            ("PROJECTION_LINGER_MAX_MS", "2"),
             ("PROJECTIONS", "vehicles,timeline"),
             ("PROJECTIONS", " , "),
         ] {

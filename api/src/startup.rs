@@ -281,6 +281,7 @@ impl Application {
                 batch_size: settings.projection_batch_size,
                 poll_interval: settings.projection_poll_interval,
                 linger: settings.projection_linger,
+                max_linger: settings.projection_linger_max,
             },
             board: &board,
             signal: &signal,

@@ -22,6 +22,11 @@ pub struct RunnerSettings {
     /// stream of commands this turns many one-event transactions into fewer larger ones, for
     /// a few milliseconds of latency.
     pub linger: Duration,
+    /// How long the linger grows while the stream stays busy: each partial batch that found
+    /// at least [`BUSY_BATCH`] events doubles it, up to this; a quieter batch or an idle look
+    /// sets it back to `linger`. Under load, fewer and larger transactions; at rest, reads wait
+    /// no longer for a write to show.
+    pub max_linger: Duration,
 }
 
 impl Default for RunnerSettings {
@@ -30,6 +35,22 @@ impl Default for RunnerSettings {
             batch_size: 500,
             poll_interval: Duration::from_millis(50),
             linger: Duration::from_millis(3),
+            max_linger: Duration::from_millis(20),
+        }
+    }
+}
+
+/// Events a partial batch must have found for the next linger to grow: events kept coming
+/// while the worker lingered and applied the one before.
+pub const BUSY_BATCH: usize = 16;
+
+impl RunnerSettings {
+    /// The linger after a partial batch of `events` that followed a linger of `current`.
+    pub fn next_linger(&self, current: Duration, events: usize) -> Duration {
+        if events >= BUSY_BATCH {
+            (current * 2).min(self.max_linger).max(self.linger)
+        } else {
+            self.linger
         }
     }
 }
@@ -167,6 +188,7 @@ impl ProjectionRunner {
         let name = self.projection.name();
         tracing::info!(projection = name, "projection worker started");
         let mut failures: u32 = 0;
+        let mut linger = self.settings.linger;
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -175,14 +197,16 @@ impl ProjectionRunner {
                 Ok(Step::Applied { events, .. }) => {
                     failures = 0;
                     if i64::try_from(events).unwrap_or(i64::MAX) < self.settings.batch_size {
-                        self.linger(&shutdown).await;
+                        linger = self.settings.next_linger(linger, events);
+                        self.linger(linger, &shutdown).await;
                     }
                 }
                 Ok(Step::Raced) => failures = 0,
                 Ok(Step::Idle) => {
                     failures = 0;
+                    linger = self.settings.linger;
                     self.idle(&shutdown).await;
-                    self.linger(&shutdown).await;
+                    self.linger(linger, &shutdown).await;
                 }
                 Err(err) => {
                     failures += 1;
@@ -209,8 +233,8 @@ impl ProjectionRunner {
         tracing::info!(projection = name, "projection worker stopped");
     }
 
-    async fn linger(&self, shutdown: &CancellationToken) {
-        let linger = self.settings.linger.max(self.projection.min_linger());
+    async fn linger(&self, linger: Duration, shutdown: &CancellationToken) {
+        let linger = linger.max(self.projection.min_linger());
         if !linger.is_zero() {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
@@ -597,5 +621,54 @@ fn to_cursor((tx, position): (String, i64)) -> StreamCursor {
     StreamCursor {
         transaction_id: tx.parse().unwrap_or(0),
         position,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(linger: u64, max: u64) -> RunnerSettings {
+        RunnerSettings {
+            linger: Duration::from_millis(linger),
+            max_linger: Duration::from_millis(max),
+            ..RunnerSettings::default()
+        }
+    }
+
+    #[test]
+    fn the_linger_doubles_while_batches_stay_busy_up_to_its_bound() {
+        let s = settings(3, 20);
+        let mut linger = s.linger;
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            linger = s.next_linger(linger, BUSY_BATCH);
+            seen.push(linger.as_millis());
+        }
+        assert_eq!(seen, vec![6, 12, 20, 20, 20]);
+    }
+
+    #[test]
+    fn a_quiet_batch_sets_the_linger_back() {
+        let s = settings(3, 20);
+        assert_eq!(
+            s.next_linger(Duration::from_millis(20), BUSY_BATCH - 1),
+            Duration::from_millis(3)
+        );
+        assert_eq!(
+            s.next_linger(Duration::from_millis(3), 1),
+            Duration::from_millis(3)
+        );
+    }
+
+    #[test]
+    fn a_bound_below_the_linger_or_no_linger_never_grows_it() {
+        let s = settings(10, 5);
+        assert_eq!(
+            s.next_linger(Duration::from_millis(10), 400),
+            Duration::from_millis(10)
+        );
+        let none = settings(0, 20);
+        assert_eq!(none.next_linger(Duration::ZERO, 400), Duration::ZERO);
     }
 }

@@ -175,6 +175,18 @@ fn runner_settings() -> Result<RunnerSettings, ConfigError> {
             reason: "must be between 0 and 100".into(),
         });
     }
+    let max_linger = read(
+        "PROJECTION_LINGER_MAX_MS",
+        u64::try_from(defaults.max_linger.as_millis())
+            .unwrap_or(20)
+            .max(linger),
+    )?;
+    if !(linger..=100).contains(&max_linger) {
+        return Err(ConfigError::Invalid {
+            var: "PROJECTION_LINGER_MAX_MS",
+            reason: "must be between PROJECTION_LINGER_MS and 100".into(),
+        });
+    }
     Ok(RunnerSettings {
         batch_size: i64::try_from(batch).unwrap_or(500),
         poll_interval: Duration::from_millis(read(
@@ -182,6 +194,7 @@ fn runner_settings() -> Result<RunnerSettings, ConfigError> {
             u64::try_from(defaults.poll_interval.as_millis()).unwrap_or(50),
         )?),
         linger: Duration::from_millis(linger),
+        max_linger: Duration::from_millis(max_linger),
     })
 }
 
