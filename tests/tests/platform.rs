@@ -675,9 +675,11 @@ async fn redelivered_events_change_nothing() {
 }
 
 /// Two writers apply overlapping batches of one car (Kafka consumers while a partition moves
-/// between them): one applies a reservation, the other, which loaded the row before that
-/// committed, applies the same reservation and its release. The hold the first one wrote is
-/// found and removed, though the second met the reservation first in its own batch.
+/// between them): one applies a reservation, the other starts on a batch holding the same
+/// reservation and its release before that committed. The second waits for the first's row
+/// lock, loads the row with the reservation applied, and applies only the release: the hold
+/// the first one wrote is found and removed. (An unlocked load would have folded the
+/// reservation again and, meeting it first in its batch, not looked for the stored hold.)
 #[tokio::test]
 async fn a_hold_written_by_an_overlapping_writer_is_released() {
     let db = TestDatabase::create().await;
@@ -728,7 +730,7 @@ async fn a_hold_written_by_an_overlapping_writer_is_released() {
         .apply(&mut first, Target::Live, &reader, &tail[..1])
         .await
         .unwrap();
-    // The second loads the row (still before the reservation) and waits for the first's lock.
+    // The second waits for the first's lock on the row before it can load it.
     let pool = db.pool.clone();
     let second = tokio::spawn(async move {
         let reader = StreamReader::new(pool.clone());

@@ -62,8 +62,10 @@ impl Projection for VehicleProjection {
         let existed: HashSet<Uuid> = rows.keys().copied().collect();
         let Folded { changed, poisoned } = fold(reader, &mut rows, &events, "vehicle").await?;
 
-        // Rows that did not exist when loaded are inserted plainly: the projection's lock (the
-        // checkpoint row, or the rebuild owning its shadow) rules out a concurrent insert.
+        // Rows that did not exist when loaded are inserted plainly: the live worker's lock on
+        // its checkpoint row, or the rebuild owning its shadow, rules out a concurrent insert.
+        // Kafka consumers share their checkpoint; of two inserting the same new car, the second
+        // fails on the key, and its retry loads the row, locked, as any other.
         let (new, existing): (Vec<&VehicleRow>, Vec<&VehicleRow>) = changed
             .iter()
             .filter_map(|id| rows.get(id))
