@@ -5,7 +5,7 @@
 
 use carshare_event_store::kafka::{is_valid_topic_part, KafkaSettings};
 use carshare_event_store::relay::RelaySettings;
-use carshare_projections::{ConsumerSettings, Source as ProjectionSource};
+use carshare_projections::{ConsumerSettings, RunnerSettings, Source as ProjectionSource};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
 use std::fmt;
@@ -335,6 +335,51 @@ where
 
 fn millis(src: &dyn Source, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
     parsed(src, var, default).map(Duration::from_millis)
+}
+
+/// Projection worker tuning: `PROJECTION_BATCH_SIZE` (1–10000, default 500),
+/// `PROJECTION_POLL_INTERVAL_MS` (default 50), `PROJECTION_LINGER_MS` (0–100, default 3) and
+/// `PROJECTION_LINGER_MAX_MS` (from `PROJECTION_LINGER_MS` to 100, default 20 or
+/// `PROJECTION_LINGER_MS` if longer). Read by `serve` and by the commands that run workers.
+pub fn runner_settings(src: &dyn Source) -> Result<RunnerSettings, ConfigError> {
+    let defaults = RunnerSettings::default();
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let invalid = |var: &'static str, reason: &str| ConfigError::Invalid {
+        var,
+        reason: reason.to_string(),
+    };
+    let batch_size = parsed(src, "PROJECTION_BATCH_SIZE", defaults.batch_size)?;
+    if !(1..=10_000).contains(&batch_size) {
+        return Err(invalid(
+            "PROJECTION_BATCH_SIZE",
+            "must be between 1 and 10000",
+        ));
+    }
+    let linger = millis(src, "PROJECTION_LINGER_MS", ms(defaults.linger))?;
+    if linger > Duration::from_millis(100) {
+        return Err(invalid("PROJECTION_LINGER_MS", "must be between 0 and 100"));
+    }
+    let max_linger = millis(
+        src,
+        "PROJECTION_LINGER_MAX_MS",
+        ms(defaults.max_linger.max(linger)),
+    )?;
+    if max_linger < linger || max_linger > Duration::from_millis(100) {
+        return Err(invalid(
+            "PROJECTION_LINGER_MAX_MS",
+            "must be between PROJECTION_LINGER_MS and 100",
+        ));
+    }
+    Ok(RunnerSettings {
+        batch_size,
+        poll_interval: millis(
+            src,
+            "PROJECTION_POLL_INTERVAL_MS",
+            ms(defaults.poll_interval),
+        )?,
+        linger,
+        max_linger,
+    })
 }
 
 /// A per-attempt timeout of an external API: between 100 ms and 120 s.
@@ -731,7 +776,7 @@ impl Settings {
             }
         };
         let default_workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let projection_linger = millis(src, "PROJECTION_LINGER_MS", 3)?;
+        let runner = runner_settings(src)?;
         let settings = Settings {
             host: src.get("HOST").unwrap_or_else(|| "0.0.0.0".into()),
             port: parsed(src, "PORT", 3000)?,
@@ -761,16 +806,10 @@ impl Settings {
             run_notifications: flag(src, "RUN_NOTIFICATIONS", true)?,
             run_projections: flag(src, "RUN_PROJECTIONS", true)?,
             stream: StreamSettings::from_source(src)?,
-            projection_batch_size: parsed(src, "PROJECTION_BATCH_SIZE", 500)?,
-            projection_poll_interval: millis(src, "PROJECTION_POLL_INTERVAL_MS", 50)?,
-            projection_linger,
-            projection_linger_max: millis(
-                src,
-                "PROJECTION_LINGER_MAX_MS",
-                u64::try_from(projection_linger.as_millis())
-                    .unwrap_or(u64::MAX)
-                    .max(20),
-            )?,
+            projection_batch_size: runner.batch_size,
+            projection_poll_interval: runner.poll_interval,
+            projection_linger: runner.linger,
+            projection_linger_max: runner.max_linger,
             read_your_writes_timeout: millis(src, "READ_YOUR_WRITES_TIMEOUT_MS", 3_000)?,
             max_json_body_bytes: parsed(src, "MAX_JSON_BODY_BYTES", 64 * 1024)?,
             booking: BookingSettings::from_source(src)?,
@@ -789,23 +828,6 @@ impl Settings {
         };
         if self.http_workers == 0 {
             return Err(invalid("HTTP_WORKERS", "must be at least 1"));
-        }
-        if !(1..=10_000).contains(&self.projection_batch_size) {
-            return Err(invalid(
-                "PROJECTION_BATCH_SIZE",
-                "must be between 1 and 10000",
-            ));
-        }
-        if self.projection_linger > Duration::from_millis(100) {
-            return Err(invalid("PROJECTION_LINGER_MS", "must be between 0 and 100"));
-        }
-        if self.projection_linger_max < self.projection_linger
-            || self.projection_linger_max > Duration::from_millis(100)
-        {
-            return Err(invalid(
-                "PROJECTION_LINGER_MAX_MS",
-                "must be between PROJECTION_LINGER_MS and 100",
-            ));
         }
         if self.rate_limit_ip_per_minute == 0
             || self.rate_limit_user_per_hour == 0

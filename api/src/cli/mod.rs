@@ -3,7 +3,8 @@
 pub mod demo;
 
 use crate::config::{
-    BookingSettings, ConfigError, DatabaseSettings, LogFormat, Settings, StreamSettings,
+    runner_settings, BookingSettings, ConfigError, DatabaseSettings, Environment, LogFormat,
+    Settings, StreamSettings,
 };
 use crate::startup::{Application, Workers};
 use crate::telemetry;
@@ -146,58 +147,6 @@ pub async fn main() -> ExitCode {
     }
 }
 
-/// Projection tuning from `PROJECTION_BATCH_SIZE` and `PROJECTION_POLL_INTERVAL_MS`.
-fn runner_settings() -> Result<RunnerSettings, ConfigError> {
-    let defaults = RunnerSettings::default();
-    let read = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
-        match std::env::var(var) {
-            Err(_) => Ok(default),
-            Ok(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
-                var,
-                reason: format!("`{v}` is not a whole number"),
-            }),
-        }
-    };
-    let batch = read("PROJECTION_BATCH_SIZE", defaults.batch_size.unsigned_abs())?;
-    if !(1..=10_000).contains(&batch) {
-        return Err(ConfigError::Invalid {
-            var: "PROJECTION_BATCH_SIZE",
-            reason: "must be between 1 and 10000".into(),
-        });
-    }
-    let linger = read(
-        "PROJECTION_LINGER_MS",
-        u64::try_from(defaults.linger.as_millis()).unwrap_or(3),
-    )?;
-    if linger > 100 {
-        return Err(ConfigError::Invalid {
-            var: "PROJECTION_LINGER_MS",
-            reason: "must be between 0 and 100".into(),
-        });
-    }
-    let max_linger = read(
-        "PROJECTION_LINGER_MAX_MS",
-        u64::try_from(defaults.max_linger.as_millis())
-            .unwrap_or(20)
-            .max(linger),
-    )?;
-    if !(linger..=100).contains(&max_linger) {
-        return Err(ConfigError::Invalid {
-            var: "PROJECTION_LINGER_MAX_MS",
-            reason: "must be between PROJECTION_LINGER_MS and 100".into(),
-        });
-    }
-    Ok(RunnerSettings {
-        batch_size: i64::try_from(batch).unwrap_or(500),
-        poll_interval: Duration::from_millis(read(
-            "PROJECTION_POLL_INTERVAL_MS",
-            u64::try_from(defaults.poll_interval.as_millis()).unwrap_or(50),
-        )?),
-        linger: Duration::from_millis(linger),
-        max_linger: Duration::from_millis(max_linger),
-    })
-}
-
 fn log_setup() {
     let format = match std::env::var("LOG_FORMAT").as_deref() {
         Ok("pretty") => LogFormat::Pretty,
@@ -234,7 +183,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let workers = Workers {
                 pool: &pool,
                 stream: &stream,
-                runner: runner_settings()?,
+                runner: runner_settings(&Environment)?,
                 board: &ProgressBoard::new(stream.source),
                 signal: &CommitSignal::default(),
                 shutdown: &shutdown,
